@@ -1,8 +1,15 @@
 """MV-MR on the bundled scikit-learn digits: the offline default.
 
-A small ResNet18 at 32 px, trained for a few minutes on a CPU. The crop
-scale is milder than the custom policy's 0.08 because a digit cropped to
-8% of its area is no longer a digit.
+ResNet18 at 32 px, trained for a few minutes on a CPU. Two choices differ
+from the STL10 reference, both measured on this data (JAX, 2 cores, linear
+probe top-1 at initialisation -> after training):
+
+- the standard 7x7 stride-2 stem, not the small-kernel one: the digits are
+  8x8 scans upsampled to 32 px, so the stride-1 stem only quadruples the
+  activations. Small stem, width 32, 8 epochs: 0.733 -> 0.881; standard
+  stem, width 64, 10 epochs: 0.419 -> 0.922.
+- crop scale from 0.25 rather than 0.08: a digit cut to 8% of its area is
+  no longer a digit.
 """
 
 from ml_collections import config_dict
@@ -22,9 +29,9 @@ def get_config():
     config.normalization = "imagenet"
     # Model.
     config.backbone = "resnet18"
-    config.backbone_width = 32
+    config.backbone_width = 64
     config.backbone_depths = ()  # () = the architecture's own
-    config.small_kernel_stem = True
+    config.small_kernel_stem = False  # see the docstring
     config.zero_init_residual = True
     config.projector = "1024-1024-1024"
     # Loss.
@@ -32,7 +39,7 @@ def get_config():
     config.representation_objective = "maximize"
     config.variance_margin = 1.0
     # Optimisation.
-    config.epochs = 8
+    config.epochs = 10
     config.batch_size = 128
     config.steps_per_epoch = config_dict.placeholder(int)  # None = all data
     config.optimizer = "adam"

@@ -16,6 +16,7 @@ def get_config():
     config.test_split = "test"
     config.image_size = 96
     config.crop_scale = (0.08, 1.0)
+    config.small_kernel_stem = True
     config.backbone = "resnet50"
     config.backbone_width = 64
     config.projector = "8192-8192-8192"

@@ -84,6 +84,12 @@ def validate_config(config):
             f"unknown normalization {c['normalization']!r}; available: "
             f"{sorted(NORMALIZATION_STATS)}"
         )
+    crop_scale = tuple(c["crop_scale"])
+    if len(crop_scale) != 2 or not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+        raise ConfigError(
+            f"crop_scale must be a pair (min, max) with 0 < min <= max <= 1; "
+            f"got {c['crop_scale']}"
+        )
     if c["policy"] not in data_lib.POLICIES:
         raise ConfigError(f"unknown policy {c['policy']!r}; available: {list(data_lib.POLICIES)}")
     try:
@@ -203,7 +209,9 @@ def _write_json(path, obj):
 
 
 def _check_workdir(config, workdir):
-    """Refuses to mix two different configs in one workdir."""
+    """Refuses to mix two different configs in one workdir.
+
+    Only checks; `_save_config` writes once the run is known to start."""
     path = os.path.join(workdir, "config.json")
     if os.path.exists(path):
         with open(path) as f:
@@ -217,8 +225,11 @@ def _check_workdir(config, workdir):
                 f"workdir {workdir} holds a run with a different config "
                 f"(fields {', '.join(changed)}); use a new --workdir or the same config"
             )
+
+
+def _save_config(config, workdir):
     os.makedirs(workdir, exist_ok=True)
-    _write_json(path, _config_dict(config))
+    _write_json(os.path.join(workdir, "config.json"), _config_dict(config))
 
 
 def _completed_epochs(backup_dir):
@@ -226,7 +237,7 @@ def _completed_epochs(backup_dir):
     if not os.path.exists(path):
         return 0
     with open(path) as f:
-        return int(json.load(f).get("epoch", -1)) + 1
+        return int(json.load(f).get("epoch", 0))  # epochs completed
 
 
 def load_split(config, split):
@@ -276,6 +287,7 @@ def _train(config, workdir, verbose, log, callbacks):
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
         dataset = dataset.repeat()
 
+    _save_config(config, workdir)
     # The untrained encoder, probed first: the baseline the run must beat.
     model = build_model(config)
     random_init_top1 = evaluation.encoder_linear_probe_top1(model.encoder, probe_train, test)
@@ -294,6 +306,7 @@ def _train(config, workdir, verbose, log, callbacks):
         epochs=config.epochs,
         steps_per_epoch=steps_per_epoch,
         verbose=verbose,
+        shuffle=False,  # the dataset reshuffles itself every epoch
         callbacks=[
             keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
             keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),

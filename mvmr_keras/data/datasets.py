@@ -12,11 +12,13 @@ import numpy as np
 
 from mvmr_keras.data.digits import load_digits
 
-# Our name -> (TFDS builder name, our split -> TFDS split).
+# Our name -> (TFDS builder name, our split -> TFDS split, label feature).
 TFDS_DATASETS = {
     "stl10": ("stl10", {"train": "train", "test": "test",
                         "unlabelled": "unlabelled",
-                        "train+unlabelled": "train+unlabelled"}),
+                        "train+unlabelled": "train+unlabelled"}, "label"),
+    # CIFAR-20: CIFAR-100's 20 coarse (superclass) labels.
+    "cifar20": ("cifar100", {"train": "train", "test": "test"}, "coarse_label"),
 }
 DATASETS = ("digits",) + tuple(TFDS_DATASETS)
 
@@ -37,7 +39,7 @@ def load(name, split, data_dir=None):
         return load_digits(split)
     if name not in TFDS_DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; available: {list(DATASETS)}.")
-    builder_name, splits = TFDS_DATASETS[name]
+    builder_name, splits, label_key = TFDS_DATASETS[name]
     if split not in splits:
         raise ValueError(
             f"Unknown split {split!r} for dataset {name!r}; available: "
@@ -47,7 +49,16 @@ def load(name, split, data_dir=None):
 
     data_dir = _tfds_dir(data_dir)
     builder = tfds.builder(builder_name, data_dir=data_dir)
-    if not builder.is_prepared():
+    try:
+        ds = builder.as_dataset(split=splits[split])
+        missing = False
+    except tfds.core.DatasetNotFoundError:
+        missing = True
+    except AssertionError as e:  # TFDS's way of saying "not prepared"
+        if "could not find data" not in str(e):
+            raise
+        missing = True
+    if missing:
         raise DatasetNotFoundError(
             f"Dataset {name!r} is not prepared in {data_dir}. On a machine "
             f"with internet run `tfds build {builder_name} --data_dir="
@@ -55,10 +66,9 @@ def load(name, split, data_dir=None):
             f"tfds.builder('{builder_name}', data_dir='{data_dir}')"
             f".download_and_prepare()\") and copy that directory here, then "
             f"pass --config.data_dir={data_dir}."
-        )
-    ds = builder.as_dataset(split=splits[split], as_supervised=True)
+        ) from None
     images, labels = [], []
-    for image, label in tfds.as_numpy(ds):
-        images.append(image)
-        labels.append(label)
+    for example in tfds.as_numpy(ds):
+        images.append(example["image"])
+        labels.append(example[label_key])
     return np.stack(images), np.asarray(labels, dtype="int32")

@@ -21,6 +21,10 @@ def num_scattering_paths(J, L):
     return 1 + J * L + L * L * J * (J - 1) // 2
 
 
+# Single-channel images per chunk on PyTorch; see `Scattering2D.call`.
+_TORCH_IMAGES_PER_CHUNK = 16
+
+
 def padded_size(size, J):
     """kymatio's padded size: a multiple of 2**J at least 2**J beyond `size`."""
     return ((size + 2**J) // 2**J + 1) * 2**J
@@ -81,25 +85,15 @@ def _filter_and_periodize(z, filters, k):
 
     Subsampling by k in space is the mean of the k x k aliased blocks of the
     spectrum (kymatio's `subsample_fourier`), so each output frequency is a
-    k*k-term dot product of signal and filter over the blocks. How to run it
-    fast differs by backend: XLA (JAX, TensorFlow) fuses a block-by-block sum
-    into one loop, whereas a reshape + mean is several times slower there;
-    eager PyTorch pays a memory pass per operation, so one einsum (a batched
-    matmul) is faster than the k*k multiply-adds.
+    k*k-term dot product of signal and filter over the blocks. Summing block
+    by block never stores the full-resolution product: XLA fuses it into
+    one loop, several times faster than a reshape to `(k, m/k, k, n/k)` and
+    a mean, and eager PyTorch, run on small chunks (see `call`), does as
+    well with it as with an einsum.
     """
     num_filters, m, n = filters.shape
     bm, bn = m // k, n // k
     scale = 1.0 / (k * k)
-    if keras.backend.backend() == "torch":
-        blocked_filters = ops.convert_to_tensor(
-            (filters * scale).reshape(num_filters, k, bm, k, bn)
-        )
-        parts = []
-        for x in z:
-            x = ops.reshape(x, (-1, x.shape[1], k, bm, k, bn))
-            y = ops.einsum("npaxby,faxby->npfxy", x, blocked_filters)
-            parts.append(ops.reshape(y, (-1, y.shape[1] * num_filters, bm, bn)))
-        return tuple(parts)
     parts = []
     for x in z:
         x = x[:, :, None]
@@ -187,10 +181,31 @@ class Scattering2D(Representation):
         )
 
     def _lowpass(self, z, res):
-        """S = unpad(real(ifft2(periodize(z * phi)))), at resolution 2**J."""
+        """S = unpad(real(ifft2(periodize(z * phi)))), at resolution 2**J.
+
+        `z` is the spectrum `(re, im)` of signals at resolution `res`.
+        """
         z = _filter_and_periodize(z, self._phi[res][None], 2 ** (self.J - res))
         real, _ = ops.ifft2(z)
         return real[:, :, 1:-1, 1:-1]
+
+    def _lowpass_of_real(self, u, res):
+        """`_lowpass` of real signals `u` `(N, P, m, n)`, given in space.
+
+        phi is real and even, so a real signal stays real through it: with
+        the two halves of the paths as the real and imaginary parts of one
+        complex signal, one FFT, product and inverse FFT give both halves'
+        outputs, as the real and imaginary parts. Half the FFTs, and no
+        zero imaginary part to build.
+        """
+        paths = u.shape[1]
+        if paths % 2:
+            return self._lowpass(_fft2_of_real(u), res)
+        half = paths // 2
+        z = ops.fft2((u[:, :half], u[:, half:]))
+        z = _filter_and_periodize(z, self._phi[res][None], 2 ** (self.J - res))
+        real, imag = ops.ifft2(z)
+        return ops.concatenate([real, imag], axis=1)[:, :, 1:-1, 1:-1]
 
     def _scatter(self, x):
         """x `(N, Mp, Np)` padded images -> `(N, K, H / 2**J, W / 2**J)`."""
@@ -203,6 +218,10 @@ class Scattering2D(Representation):
             u1 = _modulus(
                 ops.ifft2(_filter_and_periodize(x_hat, self._psi[j1][0], 2**j1))
             )
+            if j1 == J - 1:
+                # No second order from the last scale: only the low pass.
+                order1.append(self._lowpass_of_real(u1, j1))
+                continue
             u1_hat = _fft2_of_real(u1)
             order1.append(self._lowpass(u1_hat, j1))
             per_j2 = []
@@ -212,12 +231,13 @@ class Scattering2D(Representation):
                     u1_hat, self._psi[j2][j1], 2 ** (j2 - j1)
                 )
                 u2 = _modulus(ops.ifft2(pairs))
-                s2 = self._lowpass(_fft2_of_real(u2), j2)
+                s2 = self._lowpass_of_real(u2, j2)
                 per_j2.append(ops.reshape(s2, (-1, L, L) + tuple(s2.shape[2:])))
-            if per_j2:
-                # kymatio's order: theta1 outermost, then j2, then theta2.
-                s2 = ops.concatenate(per_j2, axis=2)
-                order2.append(ops.reshape(s2, (-1, s2.shape[1] * s2.shape[2]) + tuple(s2.shape[3:])))
+            # kymatio's order: theta1 outermost, then j2, then theta2.
+            s2 = ops.concatenate(per_j2, axis=2)
+            order2.append(
+                ops.reshape(s2, (-1, s2.shape[1] * s2.shape[2]) + tuple(s2.shape[3:]))
+            )
         return ops.concatenate(order0 + order1 + order2, axis=1)
 
     def call(self, images):
@@ -229,7 +249,22 @@ class Scattering2D(Representation):
         )
         x = ops.take(x, self._row_indices, axis=1)
         x = ops.take(x, self._col_indices, axis=2)
-        s = self._scatter(x)
+        if keras.backend.backend() == "torch":
+            # Eager PyTorch makes one pass over memory per op; on a few
+            # images at a time the intermediates stay in cache, about twice
+            # as fast on CPU as the whole batch at once. (XLA schedules
+            # the whole batch well by itself, and under tf.function the
+            # batch size is not known.)
+            count = x.shape[0]
+            s = ops.concatenate(
+                [
+                    self._scatter(x[start:start + _TORCH_IMAGES_PER_CHUNK])
+                    for start in range(0, count, _TORCH_IMAGES_PER_CHUNK)
+                ],
+                axis=0,
+            )
+        else:
+            s = self._scatter(x)
         out_h, out_w = s.shape[2], s.shape[3]
         # (B*C, K, h, w) -> (B, h, w, C*K), channel c's path k at c*K + k.
         s = ops.reshape(s, (-1, channels, self.paths, out_h, out_w))

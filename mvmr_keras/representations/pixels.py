@@ -2,12 +2,13 @@
 
 import keras
 
+from mvmr_keras.representations.base import Representation
 from mvmr_keras.representations.registry import register
 
 
 @register("pixels")
 @keras.saving.register_keras_serializable(package="mvmr_keras")
-class Pixels(keras.layers.Layer):
+class Pixels(Representation):
     """Returns the image unchanged, in float32.
 
     The reference divides the pixels by 32 first; distance correlation is
@@ -19,12 +20,8 @@ class Pixels(keras.layers.Layer):
     (2, 32, 32, 3)
     """
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-
     def call(self, images):
         return keras.ops.cast(images, "float32")
 
     def compute_output_shape(self, input_shape):
-        return input_shape
+        return tuple(input_shape)

@@ -20,7 +20,8 @@ def get_config():
     config.backbone = "resnet50"
     config.backbone_width = 64
     config.projector = "8192-8192-8192"
-    config.representations = "pixels"  # the full reference set arrives with the representations issue
+    # The reference set, each with weight 1 (spec section 4).
+    config.representations = "pixels,scattering,augmented_pixels,hog,local_std"
     config.epochs = 1000
     config.warmup_epochs = 10
     config.batch_size = 256

@@ -90,7 +90,7 @@ def test_workdir_with_another_config_is_refused(tmp_path):
 
 
 @representations.register("nan_for_test")
-class _NaNRepresentation(keras.layers.Layer):
+class _NaNRepresentation(representations.Representation):
     def call(self, images):
         return images * float("nan")
 

@@ -242,7 +242,7 @@ def _completed_epochs(backup_dir):
 
 def load_split(config, split):
     try:
-        return data_lib.load(config.dataset, split, data_dir=config.data_dir or None)
+        return data_lib.load_numpy(config.dataset, split, data_dir=config.data_dir or None)
     except data_lib.DatasetNotFoundError as e:
         raise ConfigError(str(e)) from None
 

@@ -1,9 +1,10 @@
 """Data: datasets by name and the two-view input pipeline.
 
-`load` and `load_digits` need only NumPy and scikit-learn; `views` builds a
-`tf.data` pipeline and imports TensorFlow when called.
+`load` and `views` build `tf.data` pipelines and import TensorFlow when
+called; `load_numpy("digits", ...)` and `load_digits` need only NumPy and
+scikit-learn.
 """
 
-from mvmr_keras.data.datasets import DATASETS, DatasetNotFoundError, load
+from mvmr_keras.data.datasets import DATASETS, DatasetNotFoundError, load, load_numpy
 from mvmr_keras.data.digits import load_digits
 from mvmr_keras.data.views import POLICIES, augmentation, views

@@ -1,4 +1,8 @@
-"""Datasets by name: `load(name, split)` -> `(images, labels)` arrays.
+"""Datasets by name: `load(name, split)` -> a `tf.data.Dataset`.
+
+`load` yields `(image uint8 (H, W, 3), label int64)` pairs, one image at a
+time (labels are -1 where a split has none); `load_numpy` gathers a whole
+split into `(images, labels)` arrays for data that fits in memory.
 
 The bundled `digits` needs nothing; TFDS datasets must have been prepared
 in `data_dir` beforehand (there is no download at training time). The full
@@ -10,7 +14,7 @@ import os
 
 import numpy as np
 
-from mvmr_keras.data.digits import load_digits
+from mvmr_keras.data.digits import DIGITS_SPLITS, load_digits
 
 # Our name -> (TFDS builder name, our split -> TFDS split, label feature).
 TFDS_DATASETS = {
@@ -33,18 +37,29 @@ def _tfds_dir(data_dir):
     )
 
 
-def load(name, split, data_dir=None):
-    """Loads a whole split into memory as `(uint8 NHWC images, int labels)`."""
+def _check_split(name, split):
     if name == "digits":
-        return load_digits(split)
-    if name not in TFDS_DATASETS:
+        splits = DIGITS_SPLITS
+    elif name in TFDS_DATASETS:
+        splits = TFDS_DATASETS[name][1]
+    else:
         raise ValueError(f"Unknown dataset {name!r}; available: {list(DATASETS)}.")
-    builder_name, splits, label_key = TFDS_DATASETS[name]
     if split not in splits:
         raise ValueError(
             f"Unknown split {split!r} for dataset {name!r}; available: "
-            f"{sorted(splits)}."
+            f"{list(splits)}."
         )
+
+
+def load(name, split, data_dir=None):
+    """A `tf.data.Dataset` of `(image uint8 (H, W, 3), label int64)`."""
+    _check_split(name, split)
+    import tensorflow as tf
+
+    if name == "digits":
+        images, labels = load_digits(split)
+        return tf.data.Dataset.from_tensor_slices((images, labels.astype("int64")))
+    builder_name, splits, label_key = TFDS_DATASETS[name]
     import tensorflow_datasets as tfds
 
     data_dir = _tfds_dir(data_dir)
@@ -67,8 +82,19 @@ def load(name, split, data_dir=None):
             f".download_and_prepare()\") and copy that directory here, then "
             f"pass --config.data_dir={data_dir}."
         ) from None
+    return ds.map(
+        lambda example: (example["image"], tf.cast(example[label_key], tf.int64)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def load_numpy(name, split, data_dir=None):
+    """A whole split in memory: `(uint8 (N, H, W, 3) images, int32 labels)`."""
+    if name == "digits":  # no TensorFlow needed
+        _check_split(name, split)
+        return load_digits(split)
     images, labels = [], []
-    for example in tfds.as_numpy(ds):
-        images.append(example["image"])
-        labels.append(example[label_key])
+    for image, label in load(name, split, data_dir).as_numpy_iterator():
+        images.append(image)
+        labels.append(label)
     return np.stack(images), np.asarray(labels, dtype="int32")

@@ -79,12 +79,14 @@ def views(
     seed=None,
     shuffle=True,
     crop_scale=(0.08, 1.0),
+    labels=False,
 ):
     """Batches of `(original_view, augmented_view)` from uint8 images.
 
     Args:
-        images: uint8 array `(N, H, W, 3)` (or a `tf.data.Dataset` of
-            single images).
+        images: uint8 array `(N, H, W, 3)`, or a `tf.data.Dataset` whose
+            elements are `image`, `(image, label)` (what `load` gives) or
+            `(image, label, extra)`, one image each.
         policy: augmentation policy name (`POLICIES`).
         image_size: side of both views; default: the images' own.
         batch_size: images per batch; the last partial batch is dropped
@@ -92,6 +94,14 @@ def views(
             the compiled step from retracing).
         seed: seeds the shuffle and the augmentations.
         shuffle: reshuffle the images every epoch.
+        crop_scale: area range of the random resized crop.
+        labels: also yield the batch's labels (the dataset must have them).
+
+    Returns:
+        A `tf.data.Dataset` of `(original, augmented)`, then `labels` if
+        asked for, then the batched `extra` if the elements carry one: a
+        per-image payload (such as a cached teacher embedding) that travels
+        with its image through the shuffle.
     """
     import tensorflow as tf
 
@@ -112,13 +122,29 @@ def views(
             image_size = images.shape[1]
     if image_size is None:
         raise ValueError("image_size is required for a tf.data.Dataset input.")
+    structure = ds.element_spec
+    arity = len(structure) if isinstance(structure, tuple) else 1
+    if arity not in (1, 2, 3):
+        raise ValueError(
+            "views() takes elements `image`, `(image, label)` or "
+            f"`(image, label, extra)`; got a tuple of {arity}."
+        )
+    if labels and arity == 1:
+        raise ValueError("labels=True needs a dataset of (image, label) elements.")
+    if arity == 1:
+        ds = ds.map(lambda image: (image,))
     augment = augmentation(policy, image_size, crop_scale=crop_scale, seed=seed)
 
-    def make_views(batch):
+    def make_views(batch, *rest):
         original = tf.cast(batch, tf.float32)
         if original.shape[1] != image_size or original.shape[2] != image_size:
             original = tf.image.resize(original, (image_size, image_size))
-        return original, augment(original)
+        out = (original, augment(original))
+        if labels:
+            out += (rest[0],)
+        if len(rest) == 2:
+            out += (rest[1],)
+        return out
 
     if shuffle:
         ds = ds.shuffle(num_images or 10_000, seed=seed, reshuffle_each_iteration=True)

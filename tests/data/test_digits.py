@@ -16,7 +16,7 @@ def test_digits_are_32px_rgb_uint8_in_0_255():
 def test_split_is_deterministic_disjoint_and_stratified():
     train_images, train_labels = data.load_digits("train")
     test_images, test_labels = data.load_digits("test")
-    again, _ = data.load("digits", "test")
+    again, _ = data.load_numpy("digits", "test")
     assert np.array_equal(test_images, again)
     assert len(train_images) + len(test_images) == 1797
     train_set = {img.tobytes() for img in train_images}

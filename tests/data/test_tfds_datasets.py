@@ -16,7 +16,16 @@ def test_tfds_dataset_loads_images_and_labels(name, split, classes, tmp_path):
     # mock_data fakes the records but needs the builder's metadata on disk.
     tfds.builder(builder, data_dir=str(tmp_path))  # registers the builder
     with tfds.testing.mock_data(num_examples=12, data_dir=None):
-        images, labels = data.load(name, split)
+        images, labels = data.load_numpy(name, split)
     assert images.dtype == np.uint8 and images.ndim == 4 and images.shape[-1] == 3
     assert len(images) == len(labels) == 12
     assert labels.min() >= -1 and labels.max() < classes
+
+
+def test_load_gives_a_dataset_of_image_label_pairs(tmp_path):
+    tfds.builder("stl10", data_dir=str(tmp_path))
+    with tfds.testing.mock_data(num_examples=5, data_dir=None):
+        ds = data.load("stl10", "train")
+        image, label = next(iter(ds))
+    assert image.dtype.name == "uint8" and image.shape[-1] == 3
+    assert label.dtype.name == "int64" and label.shape == ()

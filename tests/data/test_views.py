@@ -50,3 +50,27 @@ def test_bad_batch_sizes(digits, batch_size, match):
 def test_unknown_policy(digits):
     with pytest.raises(ValueError, match="Unknown augmentation policy 'simclr'"):
         data.views(digits, "simclr", batch_size=16)
+
+
+def test_views_carry_labels_and_extras_with_their_images():
+    import tensorflow as tf
+
+    images, labels = data.load_numpy("digits", "train")
+    images, labels = images[:32], labels[:32]
+    # The extra is the image's own index: after the shuffle it must still
+    # point at the same image and label.
+    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype("int64"), np.arange(32)))
+    original, augmented, batch_labels, index = next(
+        iter(data.views(ds, image_size=32, batch_size=16, seed=1, labels=True))
+    )
+    index = index.numpy()
+    assert augmented.shape == (16, 32, 32, 3)
+    np.testing.assert_array_equal(original.numpy(), images[index].astype("float32"))
+    np.testing.assert_array_equal(batch_labels.numpy(), labels[index])
+
+
+def test_views_of_a_loaded_dataset():
+    (original, augmented), = data.views(
+        data.load("digits", "test").take(16), image_size=32, batch_size=16
+    ).take(1)
+    assert original.shape == augmented.shape == (16, 32, 32, 3)

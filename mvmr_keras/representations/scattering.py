@@ -249,12 +249,13 @@ class Scattering2D(Representation):
         )
         x = ops.take(x, self._row_indices, axis=1)
         x = ops.take(x, self._col_indices, axis=2)
-        if keras.backend.backend() == "torch":
+        on_cpu = str(getattr(x, "device", "cpu")).startswith("cpu")
+        if keras.backend.backend() == "torch" and on_cpu:
             # Eager PyTorch makes one pass over memory per op; on a few
             # images at a time the intermediates stay in cache, about twice
             # as fast on CPU as the whole batch at once. (XLA schedules
-            # the whole batch well by itself, and under tf.function the
-            # batch size is not known.)
+            # the whole batch well by itself, under tf.function the batch
+            # size is not known, and a GPU wants the whole batch.)
             count = x.shape[0]
             s = ops.concatenate(
                 [

@@ -100,8 +100,12 @@ def distance_correlation(x, y):
     Raises:
         ValueError: for inputs of rank < 2 or a batch of fewer than 2.
     """
-    x = _standardize(_flatten_float32(x, "x"))
-    y = _standardize(_flatten_float32(y, "y"))
+    x = _flatten_float32(x, "x")
+    y = _flatten_float32(y, "y")
+    # The sqrt and division guards below would turn NaN or inf inputs into
+    # a dependence of 0; a diverged input must show up as NaN instead.
+    finite = ops.isfinite(ops.sum(x)) & ops.isfinite(ops.sum(y))
+    x, y = _standardize(x), _standardize(y)
     a = _centered_distances(x)
     b = _centered_distances(y)
     dcov2_xy = ops.mean(a * b)
@@ -112,7 +116,8 @@ def distance_correlation(x, y):
     dcor2 = ops.where(
         defined, dcov2_xy / ops.where(defined, denominator, 1.0), 0.0
     )
-    return _safe_sqrt(ops.clip(dcor2, 0.0, 1.0))
+    dcor = _safe_sqrt(ops.clip(dcor2, 0.0, 1.0))
+    return ops.where(finite, dcor, float("nan"))
 
 
 def invariance_loss(z, z_aug):

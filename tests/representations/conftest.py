@@ -13,14 +13,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _float32_policy_and_seed_for_representations():
-    keras.config.set_dtype_policy("float32")
-    keras.utils.set_random_seed(0)
-    yield
-    keras.config.set_dtype_policy("float32")
-
-
 @pytest.fixture
 def images():
     """`images(shape, seed=0)`: float32 normal images, like normalised ones."""

@@ -1,0 +1,50 @@
+"""Shared test setup. The suite runs once per backend (KERAS_BACKEND)."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+BACKEND = keras.backend.backend()
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy_and_seed():
+    keras.config.set_dtype_policy("float32")
+    keras.utils.set_random_seed(0)
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+def to_numpy(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def tiny_model(representations=("pixels",), image_size=32, **mvmr_kwargs):
+    """An MVMR small enough for a unit test (width 4, one block per stage)."""
+    from mvmr_keras import MVMR, ImageEncoder, ResNetBackbone, representations as reps
+
+    backbone = ResNetBackbone.from_name(
+        "resnet18", width=4, stackwise_num_blocks=(1, 1, 1, 1),
+        image_shape=(image_size, image_size, 3),
+    )
+    model = MVMR(
+        ImageEncoder(backbone),
+        projector="32-32",
+        representations=[reps.get(n) for n in representations],
+        **mvmr_kwargs,
+    )
+    model.build((None, image_size, image_size, 3))
+    return model
+
+
+def random_views(n=16, size=32, seed=0):
+    """An (original, augmented) pair of float32 image batches in [0, 255]."""
+    rng = np.random.default_rng(seed)
+    original = rng.uniform(0, 255, (n, size, size, 3)).astype("float32")
+    augmented = np.clip(original + rng.normal(0, 25, original.shape), 0, 255)
+    return original, augmented.astype("float32")

@@ -4,7 +4,8 @@ Times every representation layer on a batch of normalised-like images
 (default: 64 x 96 x 96 x 3) the way the train step runs it (`jax.jit` with
 `stateless_call`, an XLA-compiled `tf.function`, eager PyTorch), the whole
 default set as one compiled function, kymatio's own PyTorch frontend of the
-scattering transform on the same batch, and one ResNet18 MV-MR train step
+scattering transform on the same batch shape (in a PyTorch-only process
+started right after ours), and one ResNet18 MV-MR train step
 (`model.train_on_batch`), so that "default set / train step" can be read
 off. Each number is the median over `--repeats` calls after `--warmup`.
 
@@ -39,21 +40,6 @@ def median_ms(run, warmup, repeats):
         run()
         times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times)
-
-
-def interleaved_median_ms(runs, warmup, repeats):
-    """Medians of several callables timed in turns (A, B, A, B, ...), so
-    that a changing machine load affects them alike."""
-    for run in runs:
-        for _ in range(warmup):
-            run()
-    times = [[] for _ in runs]
-    for _ in range(repeats):
-        for run, spent in zip(runs, times):
-            start = time.perf_counter()
-            run()
-            spent.append(time.perf_counter() - start)
-    return [1000.0 * statistics.median(spent) for spent in times]
 
 
 def compiled_runner(layers, images):
@@ -105,8 +91,29 @@ def compiled_runner(layers, images):
     return run
 
 
-def kymatio_torch_runner(images):
-    """kymatio's PyTorch frontend (J=2, L=8) on the same batch, NCHW."""
+def kymatio_torch_ms(args):
+    """kymatio's PyTorch frontend (J=2, L=8) on the same batch shape, timed
+    in a fresh process that has only PyTorch: next to a JAX or TensorFlow
+    runtime, whose idle threads keep spinning, PyTorch's threads measured
+    up to ten times slower here."""
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--kymatio-worker",
+        f"--batch={args.batch}",
+        f"--size={args.size}",
+        f"--warmup={args.warmup}",
+        f"--repeats={args.repeats}",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True)
+    lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError("kymatio run failed:\n" + done.stderr[-3000:])
+    return json.loads(lines[-1][len("RESULT "):])["ms"]
+
+
+def kymatio_worker(args):
+    import numpy as np
     import torch
 
     # `from kymatio.torch import Scattering2D` fails with SciPy >= 1.15
@@ -114,15 +121,18 @@ def kymatio_torch_runner(images):
     # the 2-D frontend module imports fine.
     from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D
 
-    _, height, width, _ = images.shape
-    scattering = ScatteringTorch2D(J=2, shape=(height, width), L=8)
-    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+    images = np.random.default_rng(0).normal(
+        size=(args.batch, 3, args.size, args.size)
+    ).astype("float32")
+    scattering = ScatteringTorch2D(J=2, shape=(args.size, args.size), L=8)
+    x = torch.from_numpy(images)
 
     def run():
         with torch.no_grad():
             return scattering(x)
 
-    return run
+    ms = median_ms(run, args.warmup, args.repeats)
+    print("RESULT " + json.dumps({"ms": ms}), flush=True)
 
 
 def train_step_ms(images, projector, warmup, repeats):
@@ -160,15 +170,10 @@ def worker(args):
     names = [n for n in DEFAULT_SET + EXTRA if not args.only or n in args.only]
     for name in names:
         run = compiled_runner([representations.get(name)], images)
+        results["ms"][name] = median_ms(run, args.warmup, args.repeats)
         if name == "scattering" and not args.skip_kymatio:
-            # In turns with ours, so that both see the same machine load.
-            ours, theirs = interleaved_median_ms(
-                [run, kymatio_torch_runner(images)], args.warmup, args.repeats
-            )
-            results["ms"][name] = ours
-            results["ms"]["kymatio_torch_scattering"] = theirs
-        else:
-            results["ms"][name] = median_ms(run, args.warmup, args.repeats)
+            # Right after ours, so that both see about the same load.
+            results["ms"]["kymatio_torch_scattering"] = kymatio_torch_ms(args)
     if not args.only:
         run = compiled_runner([representations.get(n) for n in DEFAULT_SET], images)
         results["ms"]["default_set"] = median_ms(run, args.warmup, args.repeats)
@@ -235,8 +240,12 @@ def main():
     parser.add_argument("--skip-train-step", action="store_true")
     parser.add_argument("--skip-kymatio", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--kymatio-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.only = [n for n in args.only.split(",") if n]
+    if args.kymatio_worker:
+        kymatio_worker(args)
+        return
     if args.worker:
         sys.path.insert(0, REPO_ROOT)
         worker(args)
@@ -254,9 +263,11 @@ def main():
             print(done.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"the {backend} run failed")
         results.append(json.loads(lines[-1][len("RESULT "):]))
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{platform.platform()}, Python {platform.python_version()}"
+        f"{platform.platform()}, Python {platform.python_version()}; "
+        f"load average at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
     )
     print(table(results, args))
 

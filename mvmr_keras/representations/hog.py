@@ -84,25 +84,40 @@ class HOG(Representation):
             )
 
     def votes(self, magnitude, position):
-        """Per-pixel histograms `(..., nbins)` from magnitude and bin position."""
-        bins = ops.arange(self.nbins, dtype="float32")
-        low = ops.mod(ops.floor(position), self.nbins)[..., None]
-        high = ops.mod(ops.ceil(position), self.nbins)[..., None]
-        magnitude = magnitude[..., None]
-        return ops.where(ops.equal(low, bins), magnitude, 0.0) + ops.where(
-            ops.equal(high, bins), 1.0 - magnitude, 0.0
-        )
+        """`(low_bin, low_weight, high_bin, high_weight)` of every pixel.
+
+        The reference: `mag` to `floor(p) mod nbins`, `1 - mag` to
+        `ceil(p) mod nbins`.
+        """
+        low = ops.mod(ops.floor(position), self.nbins)
+        high = ops.mod(ops.ceil(position), self.nbins)
+        return low, magnitude, high, 1.0 - magnitude
 
     def call(self, images):
         images = ops.cast(images, "float32")
-        batch_shape = ops.shape(images)[0]
-        height, width, channels = images.shape[1:]
         gx, gy = sobel_gradients(images)
         magnitude = ops.sqrt(gx * gx + gy * gy)
         position = ops.arctan2(gx, gy) * (self.nbins / math.pi)
-        histograms = self.votes(magnitude, position)  # (B, H, W, C, nbins)
+        votes = self.votes(magnitude, position)
+        if keras.backend.backend() in ("jax", "torch"):
+            return self._pooled_histograms_by_segments(*votes)
+        return self._pooled_histograms_dense(*votes)
+
+    def _pooled_histograms_dense(self, low, low_weight, high, high_weight):
+        """Every pixel's histogram `(B, H, W, C, nbins)`, then the pool.
+
+        TensorFlow's XLA fuses this into a few fast loops, and it needs no
+        batch size when tracing (Keras may trace the TensorFlow step with
+        an unknown one).
+        """
+        batch = ops.shape(low)[0]
+        height, width, channels = low.shape[1:]
+        bins = ops.arange(self.nbins, dtype="float32")
+        histograms = ops.where(
+            ops.equal(low[..., None], bins), low_weight[..., None], 0.0
+        ) + ops.where(ops.equal(high[..., None], bins), high_weight[..., None], 0.0)
         histograms = ops.reshape(
-            histograms, (batch_shape, height, width, channels * self.nbins)
+            histograms, (batch, height, width, channels * self.nbins)
         )
         return ops.average_pool(
             histograms,
@@ -111,6 +126,39 @@ class HOG(Representation):
             padding="valid",
             data_format="channels_last",
         )
+
+    def _pooled_histograms_by_segments(self, low, low_weight, high, high_weight):
+        """Sums the two votes of every pixel straight into its cell's bins.
+
+        A segment sum over `(cell, channel, bin)` ids: two to three times
+        faster than the dense histogram on JAX and PyTorch (CPU), whose
+        `nbins`-times larger intermediate costs memory passes. Needs the
+        batch size when tracing, which JAX and PyTorch always know.
+        """
+        batch, height, width, channels = low.shape
+        cells_h, cells_w = height // self.pool, width // self.pool
+        # Index of (image, cell row, cell column, channel) of every pixel.
+        image = ops.reshape(ops.arange(batch, dtype="int32"), (batch, 1, 1, 1))
+        row = ops.reshape(ops.arange(height, dtype="int32") // self.pool, (1, height, 1, 1))
+        col = ops.reshape(ops.arange(width, dtype="int32") // self.pool, (1, 1, width, 1))
+        channel = ops.reshape(ops.arange(channels, dtype="int32"), (1, 1, 1, channels))
+        cell = ((image * cells_h + row) * cells_w + col) * channels + channel
+        segment_ids = ops.concatenate(
+            [
+                ops.reshape(cell * self.nbins + ops.cast(low, "int32"), (-1,)),
+                ops.reshape(cell * self.nbins + ops.cast(high, "int32"), (-1,)),
+            ]
+        )
+        weights = ops.concatenate(
+            [ops.reshape(low_weight, (-1,)), ops.reshape(high_weight, (-1,))]
+        )
+        sums = ops.segment_sum(
+            weights,
+            segment_ids,
+            num_segments=batch * cells_h * cells_w * channels * self.nbins,
+        )
+        sums = sums / float(self.pool * self.pool)
+        return ops.reshape(sums, (batch, cells_h, cells_w, channels * self.nbins))
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = input_shape
@@ -138,12 +186,8 @@ class InterpolatedHOG(HOG):
     """
 
     def votes(self, magnitude, position):
-        bins = ops.arange(self.nbins, dtype="float32")
         floor = ops.floor(position)
-        fraction = (position - floor)[..., None]
-        low = ops.mod(floor, self.nbins)[..., None]
-        high = ops.mod(floor + 1.0, self.nbins)[..., None]
-        magnitude = magnitude[..., None]
-        return ops.where(
-            ops.equal(low, bins), magnitude * (1.0 - fraction), 0.0
-        ) + ops.where(ops.equal(high, bins), magnitude * fraction, 0.0)
+        fraction = position - floor
+        low = ops.mod(floor, self.nbins)
+        high = ops.mod(floor + 1.0, self.nbins)
+        return low, magnitude * (1.0 - fraction), high, magnitude * fraction

@@ -15,14 +15,13 @@ from keras import ops
 from mvmr_keras.representations.base import Representation
 from mvmr_keras.representations.registry import register
 
+# Single-channel images per chunk on PyTorch; see `Scattering2D.call`.
+_TORCH_IMAGES_PER_CHUNK = 16
+
 
 def num_scattering_paths(J, L):
     """K, the number of maps per channel: 1 + J*L + L*L*J*(J-1)/2."""
     return 1 + J * L + L * L * J * (J - 1) // 2
-
-
-# Single-channel images per chunk on PyTorch; see `Scattering2D.call`.
-_TORCH_IMAGES_PER_CHUNK = 16
 
 
 def padded_size(size, J):
@@ -52,7 +51,8 @@ def morlet_filter_bank(padded_height, padded_width, J, L):
     angles in kymatio's order.
     """
     # Imported here, not at module level: kymatio is only needed to build
-    # the layer, and its top-level package does not import with SciPy 1.17.
+    # the layer. (This module imports with SciPy 1.17; kymatio.numpy and
+    # kymatio.torch do not, for want of scipy.special.sph_harm.)
     from kymatio.scattering2d.filter_bank import filter_bank
 
     bank = filter_bank(padded_height, padded_width, J, L)
@@ -249,12 +249,13 @@ class Scattering2D(Representation):
         )
         x = ops.take(x, self._row_indices, axis=1)
         x = ops.take(x, self._col_indices, axis=2)
-        if keras.backend.backend() == "torch":
+        on_cpu = str(getattr(x, "device", "cpu")).startswith("cpu")
+        if keras.backend.backend() == "torch" and on_cpu:
             # Eager PyTorch makes one pass over memory per op; on a few
             # images at a time the intermediates stay in cache, about twice
             # as fast on CPU as the whole batch at once. (XLA schedules
-            # the whole batch well by itself, and under tf.function the
-            # batch size is not known.)
+            # the whole batch well by itself, under tf.function the batch
+            # size is not known, and a GPU wants the whole batch.)
             count = x.shape[0]
             s = ops.concatenate(
                 [

@@ -10,6 +10,13 @@ probe top-1 at initialisation -> after training):
   stem, width 64, 10 epochs: 0.419 -> 0.922.
 - crop scale from 0.25 rather than 0.08: a digit cut to 8% of its area is
   no longer a digit.
+
+It keeps the reference representation set (spec section 4), because on
+these digits it trains better than pixels alone (TensorFlow, 2 cores,
+10 epochs, same seed, `python train.py --config=configs/digits.py
+--workdir=W [--config.representations=pixels]`): the full set reached
+0.919 (0.414 at initialisation) in 341 s of training; pixels alone 0.883
+and, in an earlier run, 0.911, in 272 s.
 """
 
 from ml_collections import config_dict
@@ -35,7 +42,7 @@ def get_config():
     config.zero_init_residual = True
     config.projector = "1024-1024-1024"
     # Loss.
-    config.representations = "pixels"
+    config.representations = "pixels,scattering,augmented_pixels,hog,local_std"
     config.representation_objective = "maximize"
     config.variance_margin = 1.0
     # Optimisation.

@@ -86,7 +86,10 @@ def encoder_of(model, encoder=None):
 def predict_features(encoder, images, batch_size=256):
     """Inference-mode features `(N, D)` float32, no gradients (predict)."""
     out = [
-        np.asarray(encoder.predict_on_batch(images[i:i + batch_size]), dtype="float32")
+        np.asarray(
+            encoder.predict_on_batch(np.asarray(images[i:i + batch_size], "float32")),
+            dtype="float32",
+        )
         for i in range(0, len(images), batch_size)
     ]
     return np.concatenate(out)

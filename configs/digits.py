@@ -57,8 +57,12 @@ def get_config():
     evaluation.after_training = "linear"  # evaluate.py modes run after training
     # Linear evaluation (--mode=linear, and voc07's classifier).
     evaluation.epochs = 100
-    evaluation.batch_size = 256
-    evaluation.learning_rate = 1e-3  # Adam, cosine decay to 0
+    # The reference's Adam lr 1e-3 at batch 256 (configs/stl10.py) underfits
+    # digits' 1,437 images in 100 epochs (6 steps each): measured on a
+    # random ResNet's features, 0.66 vs 0.76 for scikit-learn's logistic
+    # regression; batch 64 and lr 1e-2 reach 0.75.
+    evaluation.batch_size = 64
+    evaluation.learning_rate = 1e-2  # Adam, cosine decay to 0
     evaluation.standardize = True  # per-feature standardisation before the layer
     evaluation.augmented_passes = 4  # precomputed augmented views of the train split
     evaluation.crop_scale = (0.5, 1.0)  # random resized crop of those views

@@ -33,4 +33,6 @@ def get_config():
     config.evaluation.crop_scale = (0.08, 1.0)
     config.evaluation.flip = True
     config.evaluation.ten_crop = True
+    config.evaluation.batch_size = 256
+    config.evaluation.learning_rate = 1e-3
     return config

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from conftest import BACKEND, REPO_ROOT, tiny_model
+from conftest import BACKEND, REPO_ROOT
 from configs import digits as digits_config
 from mvmr_keras import data, evaluation
 from mvmr_keras.evaluation import EvaluationError, extract_features
@@ -20,9 +20,15 @@ from mvmr_keras.evaluation.finetune import label_subset
 
 @pytest.fixture(scope="module")
 def encoder_path(tmp_path_factory):
+    """A random ResNet encoder (width 16, one block per stage), as saved by
+    a run: random features of digits are separable well above chance."""
+    from mvmr_keras import ImageEncoder, ResNetBackbone
+
     keras.utils.set_random_seed(0)
     path = str(tmp_path_factory.mktemp("run") / "encoder.keras")
-    tiny_model().encoder.save(path)
+    backbone = ResNetBackbone.from_name("resnet18", width=16, stackwise_num_blocks=(1, 1, 1, 1),
+                                        image_shape=(32, 32, 3))
+    ImageEncoder(backbone).save(path)
     return path
 
 

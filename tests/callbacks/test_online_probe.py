@@ -68,7 +68,7 @@ def test_probe_learns_during_fit_and_its_logs_reach_history_and_monitors(digits,
     ).history
     top1 = history["probe_top1"]
     assert len(top1) == 3 and len(history["probe_top5"]) == 3
-    assert top1[-1] > top1[0] + 0.15, top1  # it learns...
+    assert top1[-1] > top1[0] + 0.1, top1  # it learns...
     assert top1[-1] > 0.3, top1  # ...to three times chance (10%)
     assert all(t1 <= t5 for t1, t5 in zip(top1, history["probe_top5"]))
     assert os.path.exists(checkpoint)  # ModelCheckpoint read probe_top1

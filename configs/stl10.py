@@ -29,4 +29,10 @@ def get_config():
     config.final_learning_rate = 1e-6
     config.weight_decay = 1e-6
     config.mixed_precision = "mixed_float16"
+    # Linear evaluation: the usual random resized crop and flip.
+    config.evaluation.crop_scale = (0.08, 1.0)
+    config.evaluation.flip = True
+    config.evaluation.ten_crop = True
+    config.evaluation.batch_size = 256
+    config.evaluation.learning_rate = 1e-3
     return config

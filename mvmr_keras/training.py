@@ -10,6 +10,10 @@ the functions here directly. A run writes to its workdir:
     model.keras       the whole MVMR model (encoder, projector, optimiser)
     encoder.keras     the encoder alone: [0, 255] images -> features
     results.json      linear probe top-1 of the trained and untrained encoder
+    results_<mode>.json   evaluate.py's protocols in `evaluation.after_training`
+
+With `evaluation.online_probe` (and `evaluation.knn_every_n_epochs`) the
+history also holds `probe_top1/5` (and `knn_top1/5`) on the test split.
 """
 
 import json
@@ -21,6 +25,7 @@ import keras
 import numpy as np
 
 from mvmr_keras import data as data_lib
+from mvmr_keras import callbacks as callbacks_lib
 from mvmr_keras import evaluation, losses
 from mvmr_keras import representations as representations_lib
 from mvmr_keras.models import MVMR, RESNET_ARCHITECTURES, ImageEncoder, ResNetBackbone
@@ -96,6 +101,36 @@ def validate_config(config):
         representations_lib.parse(c["representations"])
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    for mode in _after_training_modes(config):
+        if mode not in evaluation.MODES:
+            raise ConfigError(
+                f"unknown evaluation.after_training mode {mode!r}; available: "
+                f"{list(evaluation.MODES)}"
+            )
+
+
+def _after_training_modes(config):
+    block = config.get("evaluation") or {}
+    return [m.strip() for m in (block.get("after_training") or "").split(",") if m.strip()]
+
+
+def evaluation_callbacks(config, probe_train, test):
+    """The online probe and kNN monitor the config's `evaluation` block asks
+    for, on `(images, labels)` of the probe-train and test splits. They go
+    before the callbacks that read their logs."""
+    block = config.get("evaluation") or {}
+    found = []
+    if block.get("online_probe"):
+        found.append(callbacks_lib.OnlineLinearProbe(
+            probe_train, test, learning_rate=block.online_probe_learning_rate,
+            batch_size=config.batch_size, seed=config.seed,
+        ))
+    if block.get("knn_every_n_epochs"):
+        found.append(callbacks_lib.KNNMonitor(
+            probe_train, test, every_n_epochs=block.knn_every_n_epochs, k=block.knn_k,
+            temperature=block.knn_temperature,
+        ))
+    return found
 
 
 def build_model(config):
@@ -309,6 +344,7 @@ def _train(config, workdir, verbose, log, callbacks):
         shuffle=False,  # the dataset reshuffles itself every epoch
         callbacks=[
             keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
+            *evaluation_callbacks(config, probe_train, test),
             keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
             history_writer,
             nan_stopper,
@@ -336,6 +372,12 @@ def _train(config, workdir, verbose, log, callbacks):
         "train_seconds_this_session": round(train_seconds, 1),
         "final_logs": {k: v[-1] for k, v in history_writer.read().items()},
     }
+    for mode in _after_training_modes(config):
+        found = evaluation.evaluate(mode, os.path.join(workdir, "encoder.keras"), config,
+                                    workdir, verbose=0, log=log)
+        results[f"evaluation_{mode}"] = {
+            k: found[k] for k in ("top1", "top5", "map") if k in found
+        }
     _write_json(os.path.join(workdir, "results.json"), results)
     log(
         f"Linear probe top-1: {linear_probe_top1:.4f} "

@@ -24,6 +24,8 @@ def tiny_config(**overrides):
     config.steps_per_epoch = 2
     config.batch_size = 16
     config.warmup_epochs = 1
+    config.evaluation.epochs = 2  # the linear evaluation after training
+    config.evaluation.augmented_passes = 0
     config.update(overrides)
     return config
 
@@ -39,11 +41,16 @@ def test_train_writes_the_workdir(tmp_path):
         assert os.path.exists(os.path.join(workdir, name)), name
     assert os.listdir(os.path.join(workdir, "tensorboard"))
     history = json.load(open(os.path.join(workdir, "history.json")))
-    assert set(history) == {"loss", "mse", "std", "dcor_zz", "dcor_pixels"}
+    assert set(history) == {"loss", "mse", "std", "dcor_zz", "dcor_pixels",
+                            "probe_top1", "probe_top5", "knn_top1", "knn_top5"}
     assert all(len(v) == 2 for v in history.values())
     saved = json.load(open(os.path.join(workdir, "results.json")))
     assert saved["linear_probe_top1"] == results["linear_probe_top1"]
     assert 0 <= saved["random_init_top1"] <= 1 and saved["backend"] == BACKEND
+    assert history["knn_top1"][0] is None  # every 5 epochs, and the last
+    assert 0 <= history["knn_top1"][1] <= 1 and 0 <= history["probe_top1"][1] <= 1
+    linear = json.load(open(os.path.join(workdir, "results_linear.json")))
+    assert saved["evaluation_linear"]["top1"] == linear["top1"]
 
     # encoder.keras: [0, 255] images -> (B, D) features; the saved probe
     # is reproduced from the file by an independent recomputation.

@@ -7,4 +7,11 @@ scikit-learn.
 
 from mvmr_keras.data.datasets import DATASETS, DatasetNotFoundError, load, load_numpy
 from mvmr_keras.data.digits import load_digits
-from mvmr_keras.data.views import POLICIES, augmentation, views
+from mvmr_keras.data.views import (
+    NORMALIZATION_BY_DATASET,
+    POLICIES,
+    Policy,
+    augmentation,
+    normalization_for,
+    views,
+)

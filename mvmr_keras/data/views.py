@@ -226,19 +226,19 @@ class Policy:
             if images.shape[1] != size or images.shape[2] != size:
                 images = tf.image.resize(images, (size, size))
             return ops.random_crop_with_padding(images, size, 4, seed)
-        # cifar20 asks for bicubic; crop_and_resize has bilinear only.
-        return ops.random_resized_crop(images, size, self.crop_scale, (3 / 4, 4 / 3), seed)
+        # cifar20 asks for bicubic; crop_and_resize has bilinear only. The
+        # custom and cifar20 flips are folded into the crop.
+        flip_rate = 0.5 if self.name in ("custom", "cifar20") else 0.0
+        return ops.random_resized_crop(
+            images, size, self.crop_scale, (3 / 4, 4 / 3), seed, flip_rate=flip_rate
+        )
 
     def rest(self, images, seed):
         from mvmr_keras.data import augment_ops as ops
 
         flip_seed, jitter_seed, gray_seed, blur_seed = ops.split_seed(seed, 4)
         if self.name == "custom":
-            x = ops.random_flip_left_right(images, flip_seed)
-            x = ops.random_apply(
-                lambda y, s: ops.color_jitter(y, s, 0.8, 0.8, 0.8, 0.2), x, jitter_seed, 0.8
-            )
-            x = ops.random_grayscale(x, gray_seed, 0.2)
+            x = ops.fused_color(images, jitter_seed, 0.8, 0.8, 0.8, 0.8, 0.2, 0.2)
             return ops.gaussian_blur(x, 2 * int(0.05 * self.image_size) + 1, (0.1, 2.0), blur_seed)
         if self.name == "cifar":
             return ops.random_flip_left_right(images, flip_seed)
@@ -246,11 +246,7 @@ class Policy:
             # The reference jitters and greys before the crop; these are
             # per-pixel ops except contrast (image mean), so the order
             # matters little.
-            x = ops.random_apply(
-                lambda y, s: ops.color_jitter(y, s, 0.4, 0.4, 0.4, 0.1), images, jitter_seed, 0.8
-            )
-            x = ops.random_grayscale(x, gray_seed, 0.1)
-            return ops.random_flip_left_right(x, flip_seed)
+            return ops.fused_color(images, jitter_seed, 0.8, 0.4, 0.4, 0.4, 0.1, 0.1)
         import tensorflow as tf
 
         if self.name == "autoaugment":

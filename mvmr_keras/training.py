@@ -50,9 +50,10 @@ def _config_dict(config):
 def validate_config(config):
     """Raises `ConfigError` with a one-line reason for a config that can't run."""
     c = _config_dict(config)
-    if c["dataset"] not in data_lib.DATASETS:
+    if not data_lib.is_dataset_name(c["dataset"]):
         raise ConfigError(
-            f"unknown dataset {c['dataset']!r}; available: {list(data_lib.DATASETS)}"
+            f"unknown dataset {c['dataset']!r}; available: {list(data_lib.DATASETS)} "
+            "or folder:PATH"
         )
     if c["backbone"] not in RESNET_ARCHITECTURES:
         raise ConfigError(
@@ -282,6 +283,19 @@ def load_split(config, split):
         raise ConfigError(str(e)) from None
 
 
+def load_train_stream(config):
+    """The SSL training split as a `tf.data` stream (never all in memory)
+    and its number of images."""
+    try:
+        ds = data_lib.load(config.dataset, config.train_split, data_dir=config.data_dir or None)
+    except data_lib.DatasetNotFoundError as e:
+        raise ConfigError(str(e)) from None
+    num_images = int(ds.cardinality())
+    if num_images < 0:  # filtered or folder datasets: count once
+        num_images = int(ds.reduce(0, lambda n, _: n + 1))
+    return ds, num_images
+
+
 def train(config, workdir, verbose="auto", log=print, callbacks=()):
     """Trains MV-MR as `config` says and writes the workdir (module docstring).
 
@@ -301,13 +315,13 @@ def train(config, workdir, verbose="auto", log=print, callbacks=()):
 def _train(config, workdir, verbose, log, callbacks):
     keras.utils.set_random_seed(config.seed)
 
-    train_images, _ = load_split(config, config.train_split)
+    train_images, num_train_images = load_train_stream(config)
     probe_train = load_split(config, config.probe_train_split)
     test = load_split(config, config.test_split)
-    if config.batch_size > len(train_images):
+    if config.batch_size > num_train_images:
         raise ConfigError(
             f"batch_size {config.batch_size} is larger than the "
-            f"{len(train_images)} training images"
+            f"{num_train_images} training images"
         )
     dataset = data_lib.views(
         train_images,
@@ -317,7 +331,7 @@ def _train(config, workdir, verbose, log, callbacks):
         seed=config.seed,
         crop_scale=tuple(config.crop_scale),
     )
-    steps_per_epoch = len(train_images) // config.batch_size
+    steps_per_epoch = num_train_images // config.batch_size
     if config.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
         dataset = dataset.repeat()

@@ -38,6 +38,17 @@ def get_config():
     config.representations = "pixels"
     config.representation_objective = "maximize"
     config.variance_margin = 1.0
+    # Distillation from a frozen CLIP teacher (spec section 6); an empty
+    # preset means none. See configs/stl10_clip.py.
+    config.teacher = config_dict.ConfigDict()
+    config.teacher.preset = ""  # KerasHub preset name or local preset directory
+    config.teacher.image_size = 224  # the teacher's input resolution
+    config.teacher.interpolation = "bilinear"  # resize to the teacher's size
+    config.teacher.weight = 1.0  # w_t of the term w_t * (1 - dCor(z~, t(x)))
+    config.teacher.use_cache = True  # embeddings computed once, under the workdir
+    config.teacher.batch_size = 64  # images per teacher call when computing them
+    config.teacher.cache_chunk_size = 1024  # images per cache file (resume unit)
+    config.teacher.heldout_images = 512  # test images for the held-out dCor score
     # Optimisation.
     config.epochs = 10
     config.batch_size = 128

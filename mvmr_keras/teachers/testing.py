@@ -76,3 +76,23 @@ def save_clip_preset(directory, image_size=32, seed=0, **sizes):
     backbone.save_to_preset(str(directory))
     converter.save_to_preset(str(directory))
     return str(directory)
+
+
+def main(argv=None):
+    """`python -m mvmr_keras.teachers.testing DIR [--image_size=32] [--seed=0]
+    [--size=tiny|vit_b16]`: writes a random-weight CLIP preset to DIR."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("directory")
+    parser.add_argument("--image_size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", choices=("tiny", "vit_b16"), default="tiny")
+    args = parser.parse_args(argv)
+    sizes = TINY if args.size == "tiny" else VIT_B16
+    path = save_clip_preset(args.directory, image_size=args.image_size, seed=args.seed, **sizes)
+    print(f"Saved a random {args.size} CLIP preset ({args.image_size} px) to {path}")
+
+
+if __name__ == "__main__":
+    main()

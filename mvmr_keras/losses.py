@@ -218,7 +218,7 @@ def mvmr_loss(
     if teacher is not None:
         # The teacher term always maximises the dependence (spec section 6),
         # whatever `objective` says about the hand-crafted representations.
-        dcor = distance_correlation(z_aug, ops.stop_gradient(teacher))
+        dcor = distance_correlation(z_aug, ops.stop_gradient(ops.convert_to_tensor(teacher)))
         terms["dcor_teacher"] = dcor
         loss = loss + float(teacher_weight) * (1.0 - dcor)
     terms["loss"] = loss

@@ -45,6 +45,17 @@ def get_config():
     config.representations = "pixels,scattering,augmented_pixels,hog,local_std"
     config.representation_objective = "maximize"
     config.variance_margin = 1.0
+    # Distillation from a frozen CLIP teacher (spec section 6); an empty
+    # preset means none. See configs/stl10_clip.py.
+    config.teacher = config_dict.ConfigDict()
+    config.teacher.preset = ""  # KerasHub preset name or local preset directory
+    config.teacher.image_size = 224  # the teacher's input resolution
+    config.teacher.interpolation = "bilinear"  # resize to the teacher's size
+    config.teacher.weight = 1.0  # w_t of the term w_t * (1 - dCor(z~, t(x)))
+    config.teacher.use_cache = True  # embeddings computed once, under the workdir
+    config.teacher.batch_size = 64  # images per teacher call when computing them
+    config.teacher.cache_chunk_size = 1024  # images per cache file (resume unit)
+    config.teacher.heldout_images = 512  # test images for the held-out dCor score
     # Optimisation.
     config.epochs = 10
     config.batch_size = 128
@@ -59,7 +70,9 @@ def get_config():
     # Evaluation (spec section 8): evaluate.py and the callbacks in training.
     config.evaluation = evaluation = config_dict.ConfigDict()
     evaluation.online_probe = True  # OnlineLinearProbe during training
-    evaluation.online_probe_learning_rate = 1e-4
+    # The reference's 1e-4 suits 1000 epochs; digits trains for ~110 steps,
+    # in which it reached only 0.36 top-1 (kNN on the same features: 0.81).
+    evaluation.online_probe_learning_rate = 1e-3
     evaluation.knn_every_n_epochs = 5  # KNNMonitor during training; 0 = off
     evaluation.after_training = "linear"  # evaluate.py modes run after training
     # Linear evaluation (--mode=linear, and voc07's classifier).

@@ -12,6 +12,10 @@ The terms follow section 2 of the MV-MR spec:
     L2 = 1 - dCor(z, z~)
     L3 = sum_k w_k * T(dCor(r_k(x), z~))
 
+and, when distilling from a frozen teacher t (spec section 6),
+
+    L += w_t * (1 - dCor(z~, t(x)))
+
 Example:
 
 >>> import numpy as np
@@ -164,6 +168,8 @@ def mvmr_loss(
     objective="maximize",
     variance_margin=1.0,
     variance_epsilon=1e-4,
+    teacher=None,
+    teacher_weight=1.0,
 ):
     """All MV-MR loss terms for one batch.
 
@@ -177,11 +183,15 @@ def mvmr_loss(
             code) for the representation term.
         variance_margin: m of the variance hinge.
         variance_epsilon: added to the variance before its square root.
+        teacher: optional teacher embedding t(x) of the original view,
+            `(B, D_t)`; adds `teacher_weight * (1 - dCor(z~, t(x)))`.
+        teacher_weight: weight of the teacher term.
 
     Returns:
         dict with the total `loss` and its parts: `mse`, `std` (the
         variance hinge), `dcor_zz` = dCor(z, z~) and one `dcor_<name>` =
-        dCor(r_name(x), z~) per representation. The dCor entries are the
+        dCor(r_name(x), z~) per representation, and `dcor_teacher` =
+        dCor(z~, t(x)) when a teacher embedding is given. The dCor entries are the
         raw dependences in [0, 1], which is what one wants to watch; `loss`
         applies `1 - d` (or T) to them.
     """
@@ -205,5 +215,11 @@ def mvmr_loss(
         loss = loss + float(weights.get(name, 1.0)) * representation_term(
             dcor, objective
         )
+    if teacher is not None:
+        # The teacher term always maximises the dependence (spec section 6),
+        # whatever `objective` says about the hand-crafted representations.
+        dcor = distance_correlation(z_aug, ops.stop_gradient(ops.convert_to_tensor(teacher)))
+        terms["dcor_teacher"] = dcor
+        loss = loss + float(teacher_weight) * (1.0 - dcor)
     terms["loss"] = loss
     return terms

@@ -11,6 +11,8 @@ the functions here directly. A run writes to its workdir:
     encoder.keras     the encoder alone: [0, 255] images -> features
     results.json      linear probe top-1 of the trained and untrained encoder
     results_<mode>.json   evaluate.py's protocols in `evaluation.after_training`
+    teacher_cache/    precomputed teacher embeddings, when distilling with
+                      `teacher.use_cache` (mvmr_keras.teachers.cache)
 
 With `evaluation.online_probe` (and `evaluation.knn_every_n_epochs`) the
 history also holds `probe_top1/5` (and `knn_top1/5`) on the test split.
@@ -30,6 +32,7 @@ from mvmr_keras import evaluation, losses
 from mvmr_keras import representations as representations_lib
 from mvmr_keras.models import MVMR, RESNET_ARCHITECTURES, ImageEncoder, ResNetBackbone
 from mvmr_keras.models.encoder import NORMALIZATION_STATS
+from mvmr_keras.teachers import distillation
 
 MIXED_PRECISION_POLICIES = ("", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adam", "adamw")
@@ -108,6 +111,7 @@ def validate_config(config):
                 f"unknown evaluation.after_training mode {mode!r}; available: "
                 f"{list(evaluation.MODES)}"
             )
+    _validate_teacher(c.get("teacher") or {})
 
 
 def _after_training_modes(config):
@@ -134,8 +138,28 @@ def evaluation_callbacks(config, probe_train, test):
     return found
 
 
-def build_model(config):
-    """The MVMR model a config describes (not compiled)."""
+def _validate_teacher(t):
+    if not t.get("preset"):
+        return
+    from mvmr_keras.teachers.clip import INTERPOLATIONS
+
+    for field in ("image_size", "batch_size", "cache_chunk_size"):
+        if t[field] < 1:
+            raise ConfigError(f"teacher.{field} must be >= 1; got {t[field]}")
+    if t["weight"] < 0:
+        raise ConfigError(f"teacher.weight must be >= 0; got {t['weight']}")
+    if t["interpolation"] not in INTERPOLATIONS:
+        raise ConfigError(
+            f"unknown teacher.interpolation {t['interpolation']!r}; "
+            f"available: {list(INTERPOLATIONS)}"
+        )
+
+
+def build_model(config, teacher=None):
+    """The MVMR model a config describes (not compiled).
+
+    With a teacher in the config, `teacher` is the live teacher layer, or
+    `None` when the batches bring cached teacher embeddings."""
     backbone = ResNetBackbone.from_name(
         config.backbone,
         width=config.backbone_width,
@@ -153,6 +177,8 @@ def build_model(config):
         representation_weights=[weight for _, weight in parsed],
         representation_objective=config.representation_objective,
         variance_margin=config.variance_margin,
+        teacher=teacher,
+        teacher_weight=config.teacher.weight if distillation.enabled(config) else None,
     )
     model.build((None, config.image_size, config.image_size, 3))
     return model
@@ -323,6 +349,21 @@ def _train(config, workdir, verbose, log, callbacks):
             f"batch_size {config.batch_size} is larger than the "
             f"{num_train_images} training images"
         )
+    teacher = None
+    if distillation.enabled(config):
+        try:
+            setup = distillation.prepare(config, workdir, train_images, test[0], log=log)
+        except ValueError as e:  # a preset that cannot load, a stale cache
+            raise ConfigError(str(e)) from None
+        teacher = setup.teacher
+        if setup.train_embeddings is not None:
+            import tensorflow as tf
+
+            # (image, label, embedding): the embedding travels with its
+            # image (the stream's order is the cache's order).
+            train_images = tf.data.Dataset.zip(
+                train_images, tf.data.Dataset.from_tensor_slices(setup.train_embeddings)
+            ).map(lambda example, embedding: (*example, embedding))
     dataset = data_lib.views(
         train_images,
         config.policy,
@@ -338,7 +379,12 @@ def _train(config, workdir, verbose, log, callbacks):
 
     _save_config(config, workdir)
     # The untrained encoder, probed first: the baseline the run must beat.
-    model = build_model(config)
+    model = build_model(config, teacher=teacher)
+    if distillation.enabled(config):
+        heldout = min(len(test[0]), config.teacher.heldout_images)
+        heldout_args = (test[0][:heldout], setup.test_embeddings[:heldout], config.image_size)
+        init_dcor = distillation.heldout_dcor(model, *heldout_args)
+        log(f"Held-out dCor(z, teacher) at initialisation: {init_dcor:.4f}")
     random_init_top1 = evaluation.encoder_linear_probe_top1(model.encoder, probe_train, test)
     log(f"Linear probe top-1 of the encoder at initialisation: {random_init_top1:.4f}")
 
@@ -392,6 +438,11 @@ def _train(config, workdir, verbose, log, callbacks):
         results[f"evaluation_{mode}"] = {
             k: found[k] for k in ("top1", "top5", "map") if k in found
         }
+    if distillation.enabled(config):
+        results["teacher_dcor_heldout"] = distillation.heldout_dcor(model, *heldout_args)
+        results["teacher_dcor_heldout_init"] = init_dcor
+        log(f"Held-out dCor(z, teacher): {results['teacher_dcor_heldout']:.4f} "
+            f"(at initialisation: {init_dcor:.4f}).")
     _write_json(os.path.join(workdir, "results.json"), results)
     log(
         f"Linear probe top-1: {linear_probe_top1:.4f} "

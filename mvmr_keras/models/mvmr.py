@@ -18,6 +18,20 @@ Example:
 >>> history = model.fit(*views, batch_size=8, epochs=1)
 >>> sorted(history.history)
 ['dcor_pixels', 'dcor_zz', 'loss', 'mse', 'std']
+
+Distillation (spec section 6) adds `1 - dCor(z~, t(x))` for a frozen teacher
+`t`, logged as `dcor_teacher`. The teacher embedding comes either from a
+teacher layer the model runs on the original view, or, precomputed, as the
+third element of each batch, `(original, augmented, teacher_embedding)`:
+
+>>> teacher = CLIPTeacher("/presets/clip_vit_base_patch16")
+>>> live = MVMR(encoder, projector="64-64", teacher=teacher)
+>>> cached = MVMR(encoder, projector="64-64", teacher_weight=1.0)
+>>> cached.fit(tf.data.Dataset.from_tensor_slices(
+...     (original, augmented, teacher.predict(original))).batch(8))
+
+Keras unpacks a batch's third element as `sample_weight`; MVMR has no use
+for sample weights and reads it as the teacher embedding instead.
 """
 
 import keras
@@ -42,6 +56,14 @@ class MVMR(keras.Model):
             default) or `"minimize"` (T(d) = d, what the reference code
             runs); spec section 2.1.
         variance_margin: m of the variance hinge.
+        teacher: optional frozen layer `t` ([0, 255] images -> `(B, D_t)`,
+            e.g. a `CLIPTeacher`) run on the original view when a batch
+            brings no precomputed teacher embedding. It is saved with the
+            model, never with `model.encoder`.
+        teacher_weight: weight of the teacher term `1 - dCor(z~, t(x))`;
+            `None` (default) means 1 with a teacher and no term without
+            one. A float without a teacher: every batch must carry the
+            precomputed embedding as its third element.
     """
 
     def __init__(
@@ -52,6 +74,8 @@ class MVMR(keras.Model):
         representation_weights=None,
         representation_objective="maximize",
         variance_margin=1.0,
+        teacher=None,
+        teacher_weight=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -77,10 +101,14 @@ class MVMR(keras.Model):
         self.representation_weights = [float(w) for w in representation_weights]
         self.representation_objective = representation_objective
         self.variance_margin = float(variance_margin)
+        if teacher_weight is None and teacher is not None:
+            teacher_weight = 1.0
+        self.teacher = teacher
+        self.teacher_weight = None if teacher_weight is None else float(teacher_weight)
         # One running mean per loss term; Keras's own tracker logs `loss`.
         self.term_names = ["mse", "std", "dcor_zz"] + [
             f"dcor_{layer.name}" for layer in representations
-        ]
+        ] + (["dcor_teacher"] if self.teacher_weight is not None else [])
         self.term_trackers = [keras.metrics.Mean(name=n) for n in self.term_names]
 
     def build(self, input_shape):
@@ -88,7 +116,9 @@ class MVMR(keras.Model):
         for layer, shape in [
             (self.encoder, input_shape),
             (self.projector, (None, self.encoder.output_dim)),
-        ] + [(layer, input_shape) for layer in self.representations]:
+        ] + [(layer, input_shape) for layer in self.representations] + (
+            [(self.teacher, input_shape)] if self.teacher is not None else []
+        ):
             if not layer.built:
                 layer.build(shape)
         self.built = True
@@ -98,8 +128,13 @@ class MVMR(keras.Model):
         return self.projector(self.encoder(images, training=training),
                               training=training)
 
-    def compute_terms(self, original, augmented, z=None, training=None):
-        """All loss terms for one batch of views, as a dict of scalars."""
+    def compute_terms(self, original, augmented, z=None, training=None,
+                      teacher_embeddings=None):
+        """All loss terms for one batch of views, as a dict of scalars.
+
+        `teacher_embeddings` (`(B, D_t)`, precomputed t(original)) takes the
+        place of running `self.teacher`.
+        """
         if z is None:
             z = self(original, training=training)
         z_aug = self(augmented, training=training)
@@ -109,6 +144,19 @@ class MVMR(keras.Model):
             layer.name: w
             for layer, w in zip(self.representations, self.representation_weights)
         }
+        if self.teacher_weight is not None and teacher_embeddings is None:
+            if self.teacher is None:
+                raise ValueError(
+                    "This MVMR has a teacher term but no teacher layer; feed "
+                    "batches (original, augmented, teacher_embedding) with "
+                    "precomputed embeddings (mvmr_keras.teachers.cache)."
+                )
+            teacher_embeddings = self.teacher(original, training=False)
+        if self.teacher_weight is None and teacher_embeddings is not None:
+            raise ValueError(
+                "The batch carries a third element (a teacher embedding) but "
+                "this MVMR has no teacher term; build it with teacher_weight."
+            )
         return losses.mvmr_loss(
             z,
             z_aug,
@@ -116,19 +164,24 @@ class MVMR(keras.Model):
             weights,
             objective=self.representation_objective,
             variance_margin=self.variance_margin,
+            teacher=teacher_embeddings,
+            teacher_weight=self.teacher_weight or 0.0,
         )
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
                      training=True):
         # Called by Keras's train_step/test_step with x = original view,
-        # y = augmented view and y_pred = self(x).
+        # y = augmented view and y_pred = self(x); a batch's third element,
+        # which Keras calls sample_weight, is the precomputed teacher
+        # embedding of the original view.
         if y is None:
             raise ValueError(
                 "MVMR trains on (original_view, augmented_view) pairs; the "
                 "batch had no augmented view. Feed a dataset of pairs, e.g. "
                 "from mvmr_keras.data.views()."
             )
-        terms = self.compute_terms(x, y, z=y_pred, training=training)
+        terms = self.compute_terms(x, y, z=y_pred, training=training,
+                                   teacher_embeddings=sample_weight)
         for tracker in self.term_trackers:
             tracker.update_state(terms[tracker.name])
         return terms["loss"]
@@ -146,6 +199,11 @@ class MVMR(keras.Model):
                 "representation_weights": self.representation_weights,
                 "representation_objective": self.representation_objective,
                 "variance_margin": self.variance_margin,
+                "teacher": (
+                    None if self.teacher is None
+                    else keras.saving.serialize_keras_object(self.teacher)
+                ),
+                "teacher_weight": self.teacher_weight,
             }
         )
         return config
@@ -155,6 +213,8 @@ class MVMR(keras.Model):
         config = dict(config)
         for key in ("encoder", "projector"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
+        if config.get("teacher") is not None:
+            config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
         config["representations"] = [
             keras.saving.deserialize_keras_object(c)
             for c in config["representations"]

@@ -3,7 +3,7 @@
 import json
 import os
 
-from test_training import tiny_config  # tests/test_training.py
+from tiny_training_config import tiny_config
 from mvmr_keras import training
 
 
@@ -15,6 +15,9 @@ def test_train_with_a_cached_teacher(tiny_preset, tmp_path, monkeypatch):
     config = tiny_config(representations="")
     config.teacher.preset = tiny_preset
     config.teacher.image_size = 32
+    config.evaluation.online_probe = False  # tested in tests/callbacks
+    config.evaluation.knn_every_n_epochs = 0
+    config.evaluation.after_training = ""
     workdir = str(tmp_path)
     results = training.train(config, workdir, verbose=0, log=_quiet)
     history = json.load(open(os.path.join(workdir, "history.json")))

@@ -3,9 +3,8 @@
 The STL10 distillation settings (`configs/stl10_clip.py`: ViT-B/16 teacher
 at 224 px, ResNet50, 8192-8192-8192, batch 256, 200 epochs, Adam 1e-4)
 at CIFAR's 32 px with the small-kernel stem, CIFAR normalisation and the
-train split. Until the data issue adds `cifar100` (fine labels) to
-`mvmr_keras.data`, this needs that dataset name to be registered; prepare
-it with `tfds build cifar100 --data_dir=DIR` and pass
+train split, with the `cifar` augmentation policy of configs/cifar100.py.
+Prepare the data with `tfds build cifar100 --data_dir=DIR` and pass
 `--config.data_dir=DIR`.
 """
 
@@ -21,4 +20,5 @@ def get_config():
     config.image_size = 32
     config.crop_scale = (0.2, 1.0)
     config.normalization = "cifar"
+    config.policy = "cifar"
     return config

@@ -1,0 +1,30 @@
+"""Every shipped config is one the trainer accepts."""
+
+import importlib
+import os
+
+import pytest
+
+from conftest import REPO_ROOT
+from mvmr_keras import training
+
+CONFIG_NAMES = sorted(
+    name[:-3]
+    for name in os.listdir(os.path.join(REPO_ROOT, "configs"))
+    if name.endswith(".py") and name != "__init__.py"
+)
+
+
+def test_the_paper_configs_are_all_shipped():
+    for name in ("digits", "stl10", "cifar10", "cifar100", "cifar20", "imagenet",
+                 "imagenet100", "stl10_clip", "cifar100_clip", "imagenet_clip"):
+        assert name in CONFIG_NAMES
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_config_validates(name):
+    config = importlib.import_module(f"configs.{name}").get_config()
+    training.validate_config(config)  # raises ConfigError with the reason
+    if name.endswith("_clip"):
+        assert config.teacher.preset and config.backbone == "resnet50"
+        assert config.projector == "8192-8192-8192" and config.epochs == 200

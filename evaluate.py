@@ -19,53 +19,21 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+
+from mvmr_keras import cli  # noqa: E402
 
 MODES = ("linear", "knn", "finetune", "voc07")
 
 
-def _unknown_field(error, argv):
-    field = str(error).strip("\"'")
-    sys.exit(f"error: unknown config field '{field}'; the config file lists the fields")
-
-
-try:
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", "configs/digits.py", "Path to a config file with get_config()."
-    )
-except (AttributeError, KeyError) as e:
-    _unknown_field(e, sys.argv)
+_CONFIG = cli.define_config_flag()
 _MODE = flags.DEFINE_enum("mode", "linear", list(MODES), "Evaluation protocol.")
 _ENCODER = flags.DEFINE_string("encoder", None, "Path to an encoder.keras.", required=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default: the encoder's).")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bars, only the results.")
 
 
-def parse_flags(argv):
-    """absl's parsing, with every failure reported as one line."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        sys.exit(f"error: {e}")
-    except (AttributeError, KeyError) as e:
-        _unknown_field(e, argv)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
-
-
 def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"error: unexpected arguments {argv[1:]}")
-    try:
-        config = _CONFIG.value
-        config.keys()
-    except OSError as e:
-        sys.exit(f"error: {str(e).splitlines()[-1].strip()}")
-    except (AttributeError, KeyError) as e:
-        _unknown_field(e, argv)
-    import logging
-
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    config = cli.config_value(_CONFIG, argv)
     from mvmr_keras import evaluation
 
     try:
@@ -76,4 +44,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -11,55 +11,15 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter
 
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-def _unknown_field(error, argv):
-    """ml_collections' error for an override naming no field of the config."""
-    overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
-    field = str(error).strip("\"'")
-    sys.exit(
-        f"error: unknown config field '{field}' (overrides given: "
-        f"{', '.join(overrides)}); the config file lists the fields"
-    )
+from mvmr_keras import cli  # noqa: E402
 
-
-try:
-    # With the default config, ml_collections applies overrides right here.
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", "configs/digits.py", "Path to a config file with get_config()."
-    )
-except (AttributeError, KeyError) as e:
-    _unknown_field(e, sys.argv)
+_CONFIG = cli.define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for all outputs.", required=True)
 
 
-def parse_flags(argv):
-    """absl's parsing, with every failure reported as one line."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        sys.exit(f"error: {e}")
-    except (AttributeError, KeyError) as e:
-        _unknown_field(e, argv)
-    except ValueError as e:  # a value of the wrong type or form
-        sys.exit(f"error: {e}")
-
-
 def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"error: unexpected arguments {argv[1:]}")
-    try:
-        config = _CONFIG.value
-        config.keys()  # a config that failed to load or override raises here
-    except OSError as e:
-        sys.exit(f"error: {str(e).splitlines()[-1].strip()}")
-    except (AttributeError, KeyError) as e:
-        _unknown_field(e, argv)
-    import logging
-
-    # KerasCV's augmentations warn at every trace that TensorFlow vectorises
-    # them with a while_loop; that is expected and not actionable.
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    config = cli.config_value(_CONFIG, argv)
     from mvmr_keras import training
 
     try:
@@ -69,4 +29,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

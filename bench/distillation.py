@@ -61,6 +61,28 @@ def student(args, teacher):
     return model
 
 
+def tf_data_views(args, images, embeddings, mode):
+    import tensorflow as tf
+
+    from mvmr_keras import data
+
+    if mode == "live":
+        source = images
+    else:
+        source = tf.data.Dataset.from_tensor_slices(
+            (images, np.zeros(args.images, "int64"), embeddings))
+    return data.views(source, "custom", image_size=args.image_size,
+                      batch_size=args.batch_size, seed=0).repeat()
+
+
+def gpu_name():
+    try:
+        import torch
+    except ImportError:
+        return ""
+    return f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64)
@@ -70,12 +92,25 @@ def main():
     parser.add_argument("--projector", default="8192-8192-8192")
     parser.add_argument("--small_kernel_stem", type=int, default=1,
                         help="1: the STL10 config's 3x3 stride-1 stem; 0: the 7x7 one")
+    parser.add_argument("--feed", choices=("tf.data", "numpy", "auto"), default="auto",
+                        help="tf.data: views from mvmr_keras.data.views (needs "
+                             "TensorFlow); numpy: the same fixed views every epoch, "
+                             "from memory (for machines without TensorFlow, like "
+                             "a GPU box with only JAX or PyTorch); auto: tf.data "
+                             "if TensorFlow imports")
+    parser.add_argument("--mixed_precision", type=int, default=0,
+                        help="1: mixed_float16 for student and live teacher (the "
+                             "reference configs train this way)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-
-    import tensorflow as tf
-
-    from mvmr_keras import data
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if args.feed == "auto":
+        try:
+            import tensorflow  # noqa: F401
+            args.feed = "tf.data"
+        except ImportError:
+            args.feed = "numpy"
     from mvmr_keras.teachers import CLIPTeacher
     from mvmr_keras.teachers.cache import EmbeddingCache, cache_key
     from mvmr_keras.teachers.testing import VIT_B16, save_clip_preset
@@ -86,7 +121,8 @@ def main():
     steps = args.images // args.batch_size
     result = {
         "backend": keras.backend.backend(),
-        "machine": f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}",
+        "machine": f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}"
+                   f"{gpu_name()}",
         "args": vars(args),
         "load_average_start": load_average(),
     }
@@ -104,16 +140,19 @@ def main():
 
         for mode in ("live", "cached"):
             model = student(args, teacher if mode == "live" else None)
-            if mode == "live":
-                source = images
-            else:
-                source = tf.data.Dataset.from_tensor_slices(
-                    (images, np.zeros(args.images, "int64"), embeddings))
-            ds = data.views(source, "custom", image_size=args.image_size,
-                            batch_size=args.batch_size, seed=0).repeat()
             timer = EpochTimer()
-            model.fit(ds, epochs=1 + args.timed_epochs, steps_per_epoch=steps,
-                      verbose=0, callbacks=[timer])
+            if args.feed == "tf.data":
+                fit_inputs = dict(x=tf_data_views(args, images, embeddings, mode),
+                                  steps_per_epoch=steps)
+            else:
+                # Original view and a flipped copy as the augmented view;
+                # the third element is the cached embedding, as in training.
+                fit_inputs = dict(x=images.astype("float32"),
+                                  y=images[:, :, ::-1].astype("float32"),
+                                  sample_weight=embeddings if mode == "cached" else None,
+                                  batch_size=args.batch_size, shuffle=False)
+            model.fit(epochs=1 + args.timed_epochs, verbose=0, callbacks=[timer],
+                      **fit_inputs)
             result[mode] = {
                 "first_epoch_seconds": timer.seconds[0],
                 "epoch_seconds": timer.seconds[1:],
@@ -126,6 +165,9 @@ def main():
     result["speedup"] = (result["live"]["median_epoch_seconds"]
                          / result["cached"]["median_epoch_seconds"])
     result["goal_met"] = result["speedup"] >= 3.0
+    print(f"{result['backend']} backend, {result['machine']}, feed {args.feed}, "
+          f"{'3x3 stride-1' if args.small_kernel_stem else '7x7 stride-2'} student stem, "
+          f"{keras.mixed_precision.global_policy().name}")
     print(f"| mode | epoch ({args.images} images, batch {args.batch_size}) s | first epoch s |")
     print("| --- | ---: | ---: |")
     for mode in ("live", "cached"):

@@ -82,13 +82,31 @@ def compiled_runner(layers, images):
         return lambda: [out.numpy() for out in apply(x)]
     import torch
 
-    x = torch.from_numpy(images)
+    x = torch.from_numpy(images).to(torch_device())
 
     def run():
         with torch.no_grad():
-            return [layer(x) for layer in layers]
+            outs = [layer(x) for layer in layers]
+        synchronize_torch()
+        return outs
 
     return run
+
+
+def torch_device():
+    """Where Keras's torch backend puts tensors: the GPU when there is one."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def synchronize_torch():
+    # CUDA kernels run asynchronously: wait for them, or the timer measures
+    # only the launches.
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def kymatio_torch_ms(args):
@@ -124,12 +142,15 @@ def kymatio_worker(args):
     images = np.random.default_rng(0).normal(
         size=(args.batch, 3, args.size, args.size)
     ).astype("float32")
-    scattering = ScatteringTorch2D(J=2, shape=(args.size, args.size), L=8)
-    x = torch.from_numpy(images)
+    device = torch_device()
+    scattering = ScatteringTorch2D(J=2, shape=(args.size, args.size), L=8).to(device)
+    x = torch.from_numpy(images).to(device)
 
     def run():
         with torch.no_grad():
-            return scattering(x)
+            out = scattering(x)
+        synchronize_torch()
+        return out
 
     ms = median_ms(run, args.warmup, args.repeats)
     print("RESULT " + json.dumps({"ms": ms}), flush=True)
@@ -228,6 +249,17 @@ def table(results, args):
     return "\n".join(lines)
 
 
+def accelerator():
+    """'<GPU name>, ' when PyTorch sees a GPU, else ''."""
+    try:
+        import torch
+    except ImportError:
+        return ""
+    if not torch.cuda.is_available():
+        return ""
+    return f"{torch.cuda.get_device_name(0)}, "
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default=",".join(BACKENDS))
@@ -265,7 +297,7 @@ def main():
         results.append(json.loads(lines[-1][len("RESULT "):]))
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"machine: {accelerator()}{platform.machine()}, {os.cpu_count()} CPUs, "
         f"{platform.platform()}, Python {platform.python_version()}; "
         f"load average at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
     )

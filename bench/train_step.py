@@ -93,14 +93,13 @@ LOSS_CHECK_TOLERANCE = 1e-4
 # ----------------------------------------------------------------------------
 
 
-def benchmark_config(name, resnet18_96_projector="8192-8192-8192"):
-    """The two benchmarked configs, as ml_collections ConfigDicts."""
+def benchmark_config(name, resnet18_96_projector="8192-8192-8192", batch_size=None):
+    """The two benchmarked configs, as ml_collections ConfigDicts;
+    `batch_size` replaces the config's own when given."""
     sys.path.insert(0, REPO_ROOT)
     from configs import digits
 
     config = digits.get_config()
-    if name == "digits":
-        return config
     if name == "resnet18_96":
         config.image_size = 96
         config.small_kernel_stem = True
@@ -108,6 +107,9 @@ def benchmark_config(name, resnet18_96_projector="8192-8192-8192"):
         config.batch_size = 64
         config.projector = resnet18_96_projector
         config.representations = "pixels"
+    if name in CONFIG_NAMES:
+        if batch_size:
+            config.batch_size = batch_size
         return config
     raise ValueError(f"Unknown config {name!r}; expected one of {CONFIG_NAMES}.")
 
@@ -225,15 +227,18 @@ def build_plain_pytorch(config):
         config.backbone_width, config.small_kernel_stem, config.zero_init_residual
     )
     projector_sizes = [int(s) for s in config.projector.split("-")]
+    # On the GPU when there is one, as Keras's torch backend does.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     model = nn.Sequential(backbone, projector(backbone.output_dim, projector_sizes))
-    model.train()
+    model.to(device).train()
 
     mean, std = NORMALIZATION_STATS[config.normalization]
-    pixel_mean = torch.tensor([255.0 * m for m in mean]).view(1, 3, 1, 1)
-    pixel_std = torch.tensor([255.0 * s for s in std]).view(1, 3, 1, 1)
+    pixel_mean = torch.tensor([255.0 * m for m in mean], device=device).view(1, 3, 1, 1)
+    pixel_std = torch.tensor([255.0 * s for s in std], device=device).view(1, 3, 1, 1)
 
     def normalize(images_nhwc):
-        images = torch.from_numpy(images_nhwc).permute(0, 3, 1, 2)
+        # From host memory every step, as Keras's train_on_batch takes numpy.
+        images = torch.from_numpy(images_nhwc).to(device).permute(0, 3, 1, 2)
         return (images - pixel_mean) / pixel_std
 
     optimizer = torch.optim.AdamW(
@@ -375,7 +380,7 @@ def run_worker(args):
             f"{args.implementation} needs KERAS_BACKEND={expected_backend}; "
             f"got {backend}."
         )
-    config = benchmark_config(args.config, args.resnet18_96_projector)
+    config = benchmark_config(args.config, args.resnet18_96_projector, args.batch_size)
     details = {"projector": config.projector}
     if args.implementation == "pytorch":
         details["loss_check_max_abs_difference"] = check_torch_loss_matches_library()
@@ -420,6 +425,7 @@ class WorkerProcess:
                 "--implementation", implementation,
                 "--warmup", str(args.warmup or DEFAULT_WARMUP[config_name]),
                 "--resnet18_96_projector", args.resnet18_96_projector,
+                "--batch_size", str(args.batch_size or 0),
             ],
             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self.stderr, text=True, bufsize=1,
@@ -529,6 +535,15 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def gpu_model():
+    """', GPU <name>' when PyTorch sees one (every backend then uses it)."""
+    try:
+        import torch
+    except ImportError:
+        return ""
+    return f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+
+
 def log(message):
     print(f"# {message}", file=sys.stderr, flush=True)
 
@@ -577,7 +592,7 @@ def run_driver(args):
         implementations = chosen or DEFAULT_BACKENDS[config_name]
         config_results = measure_config(config_name, implementations, args)
         results += config_results
-        config = benchmark_config(config_name, args.resnet18_96_projector)
+        config = benchmark_config(config_name, args.resnet18_96_projector, args.batch_size)
         notes.append(
             f"{config_name}: ResNet18 width {config.backbone_width}, "
             f"{'3x3 stride-1' if config.small_kernel_stem else '7x7 stride-2'} stem, "
@@ -598,7 +613,7 @@ def run_driver(args):
                   f"{r['loss_check_max_abs_difference']:.1e} "
                   f"(tolerance {LOSS_CHECK_TOLERANCE:g}).")
     print(f"- Total wall time {time.time() - started:.0f} s, {os.cpu_count()} CPUs, "
-          f"CPU model {cpu_model()}.")
+          f"CPU model {cpu_model()}{gpu_model()}.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
@@ -621,6 +636,8 @@ def parse_args(argv=None):
                              f"default {DEFAULT_WARMUP})")
     parser.add_argument("--resnet18_96_projector", default="8192-8192-8192",
                         help="projector sizes of the resnet18_96 config")
+    parser.add_argument("--batch_size", type=int, default=0,
+                        help="replaces every config's batch size (0: keep the config's)")
     parser.add_argument("--timeout", type=int, default=600,
                         help="seconds allowed to one reply of a worker (its warm-up, or a step)")
     parser.add_argument("--json", default="", help="also write all results to this file")

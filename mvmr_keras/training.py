@@ -7,6 +7,7 @@ the functions here directly. A run writes to its workdir:
     backup/           BackupAndRestore state (resume after an interruption)
     tensorboard/      TensorBoard logs
     history.json      every epoch's logs, kept across resumptions
+    online_probe.keras    the online linear probe, resumed with the run
     model.keras       the whole MVMR model (encoder, projector, optimiser)
     encoder.keras     the encoder alone: [0, 255] images -> features
     results.json      linear probe top-1 of the trained and untrained encoder
@@ -119,16 +120,17 @@ def _after_training_modes(config):
     return [m.strip() for m in (block.get("after_training") or "").split(",") if m.strip()]
 
 
-def evaluation_callbacks(config, probe_train, test):
+def evaluation_callbacks(config, probe_train, test, probe_checkpoint=None):
     """The online probe and kNN monitor the config's `evaluation` block asks
     for, on `(images, labels)` of the probe-train and test splits. They go
-    before the callbacks that read their logs."""
+    before the callbacks that read their logs. The probe is saved to (and
+    resumed from) `probe_checkpoint` when given."""
     block = config.get("evaluation") or {}
     found = []
     if block.get("online_probe"):
         found.append(callbacks_lib.OnlineLinearProbe(
             probe_train, test, learning_rate=block.online_probe_learning_rate,
-            batch_size=config.batch_size, seed=config.seed,
+            batch_size=config.batch_size, seed=config.seed, checkpoint_path=probe_checkpoint,
         ))
     if block.get("knn_every_n_epochs"):
         found.append(callbacks_lib.KNNMonitor(
@@ -391,8 +393,11 @@ def _train(config, workdir, verbose, log, callbacks):
     model.compile(optimizer=build_optimizer(config, steps_per_epoch))
     backup_dir = os.path.join(workdir, "backup")
     done = _completed_epochs(backup_dir)
+    probe_checkpoint = os.path.join(workdir, "online_probe.keras")
     if done:
         log(f"Resuming from {backup_dir}: {done} of {config.epochs} epochs already completed.")
+    elif os.path.exists(probe_checkpoint):
+        os.remove(probe_checkpoint)  # a probe of another run's encoder
     nan_stopper = StopOnNaNTerm(model.term_names)
     history_writer = JSONHistory(os.path.join(workdir, "history.json"))
     start = time.time()
@@ -404,7 +409,7 @@ def _train(config, workdir, verbose, log, callbacks):
         shuffle=False,  # the dataset reshuffles itself every epoch
         callbacks=[
             keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
-            *evaluation_callbacks(config, probe_train, test),
+            *evaluation_callbacks(config, probe_train, test, probe_checkpoint),
             keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
             history_writer,
             nan_stopper,

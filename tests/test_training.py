@@ -62,6 +62,13 @@ def test_interrupted_run_resumes_from_last_completed_epoch(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         training.train(config, workdir, verbose=0, log=_quiet, callbacks=[_InterruptAtEpoch(2)])
     assert not os.path.exists(os.path.join(workdir, "results.json"))
+    probe_path = os.path.join(workdir, "online_probe.keras")
+
+    def probe_steps():
+        return int(keras.ops.convert_to_numpy(
+            keras.saving.load_model(probe_path).optimizer.iterations))
+
+    assert probe_steps() == 2 * 2  # one probe step per training step
     messages, epochs_run = [], []
 
     class Record(keras.callbacks.Callback):
@@ -73,6 +80,7 @@ def test_interrupted_run_resumes_from_last_completed_epoch(tmp_path):
     assert any("Resuming" in m and "2 of 3 epochs" in m for m in messages), messages
     history = json.load(open(os.path.join(workdir, "history.json")))
     assert len(history["loss"]) == 3 and None not in history["loss"]
+    assert probe_steps() == 3 * 2  # the probe went on from where it stopped
 
 
 def test_workdir_with_another_config_is_refused(tmp_path):

@@ -1,5 +1,7 @@
 """Online linear probe: a linear classifier trained alongside SSL training."""
 
+import os
+
 import keras
 import numpy as np
 
@@ -42,6 +44,11 @@ class OnlineLinearProbe(keras.callbacks.Callback):
         batch_size: probe batch size (for unbatched data and arrays).
         encoder: the feature model; default `model.encoder`, else the model.
         prefix: log names are `<prefix>_top1` and `<prefix>_top5`.
+        checkpoint_path: a `.keras` file. When given, the probe (weights and
+            optimiser state) is saved there at every epoch's end and, if the
+            file exists when training begins, restored from it: a run resumed
+            with `BackupAndRestore` continues the probe instead of starting
+            it again from scratch.
 
     Example:
 
@@ -51,8 +58,10 @@ class OnlineLinearProbe(keras.callbacks.Callback):
     """
 
     def __init__(self, train_data, validation_data, num_classes=None, learning_rate=1e-4,
-                 batch_size=256, encoder=None, seed=0, prefix="probe"):
+                 batch_size=256, encoder=None, seed=0, prefix="probe", checkpoint_path=None):
         super().__init__()
+        if checkpoint_path is not None and not str(checkpoint_path).endswith(".keras"):
+            raise ValueError(f"checkpoint_path must end in .keras; got {checkpoint_path!r}")
         if learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0; got {learning_rate}")
         if batch_size < 1:
@@ -65,6 +74,7 @@ class OnlineLinearProbe(keras.callbacks.Callback):
         self._encoder = encoder
         self.seed = seed
         self.prefix = prefix
+        self.checkpoint_path = None if checkpoint_path is None else str(checkpoint_path)
         self.probe = None
         self._batches = None
         self._validation = None
@@ -91,6 +101,16 @@ class OnlineLinearProbe(keras.callbacks.Callback):
             self._validation = to_arrays(self.validation_data, self.batch_size)
         if self._batches is None:
             self._batches = cycle_batches(self.train_data, self.batch_size, self.seed)
+        if self.probe is None and self.checkpoint_path and os.path.exists(self.checkpoint_path):
+            # compile=True brings back the Adam moments and step count too.
+            self.probe = keras.saving.load_model(self.checkpoint_path)
+
+    def save(self):
+        """Writes the probe to `checkpoint_path` (through a temporary file,
+        so an interruption never leaves half a checkpoint)."""
+        partial = self.checkpoint_path[: -len(".keras")] + ".partial.keras"
+        self.probe.save(partial)
+        os.replace(partial, self.checkpoint_path)
 
     def probe_step(self):
         """One probe update on the next labelled batch; returns its loss."""
@@ -123,5 +143,8 @@ class OnlineLinearProbe(keras.callbacks.Callback):
         }
 
     def on_epoch_end(self, epoch, logs=None):
+        scores = self.scores()
         if logs is not None:
-            logs.update(self.scores())
+            logs.update(scores)
+        if self.checkpoint_path:
+            self.save()

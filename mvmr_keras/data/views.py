@@ -11,11 +11,12 @@ dataset's statistics (`NORMALIZATION_BY_DATASET`).
 The pipeline is `tf.data` on every Keras backend. The `custom`, `cifar`
 and `cifar20` policies are batched stateless TensorFlow ops
 (`augment_ops`): fast, and with a seed the batches are the same on every
-run whatever the parallelism. `randaugment` and `autoaugment` are KerasCV
-layers (KerasCV's `RandAugment`; AutoAugment's ImageNet policy assembled
-here from KerasCV layers, none existing), whose random generators are
-stateful: with a seed their map runs on one thread so that the draws come
-in a fixed order.
+run whatever the parallelism. `randaugment` and `autoaugment` are built
+here around KerasCV's operations (KerasCV's RandAugment set; AutoAugment's
+ImageNet policy, which no library ships for Keras): the choice of
+operations is a stateless draw, but the operations' own generators are
+stateful, so with a seed their map runs on one thread, one image at a
+time, and the draws come in a fixed order.
 
 Example:
 
@@ -114,6 +115,19 @@ def _autoaugment_operation(name, magnitude, seed):
     raise ValueError(f"Unknown AutoAugment operation {name!r}.")
 
 
+def _map_images(one, elems, sequential):
+    """`tf.map_fn` of `one` over the images of a batch. KerasCV's layers
+    draw from stateful generators, so under a seed the images go one at a
+    time (`sequential`): parallel iterations would take the draws in a
+    varying order."""
+    import tensorflow as tf
+
+    return tf.map_fn(
+        one, elems, fn_output_signature=tf.float32,
+        parallel_iterations=1 if sequential else None,
+    )
+
+
 class AutoAugment:
     """AutoAugment's ImageNet policy with KerasCV operations: per image, one
     of the 25 sub-policies, each of its two steps applied with its
@@ -138,6 +152,7 @@ class AutoAugment:
             counter[0] += 1
             return None if seed is None else seed * 1000 + counter[0]
 
+        self.sequential = seed is not None
         self.sub_policies = [
             [(probability, _autoaugment_operation(name, magnitude, next_seed()))
              for name, probability, magnitude in steps]
@@ -174,7 +189,55 @@ class AutoAugment:
                 choice, [sub_policy(steps, image, coin) for steps in self.sub_policies]
             )
 
-        out = tf.map_fn(one, (images, choices, coins), fn_output_signature=tf.float32)
+        out = _map_images(one, (images, choices, coins), self.sequential)
+        return tf.ensure_shape(out, images.shape)
+
+
+class RandAugment:
+    """RandAugment (Cubuk et al., 2020) with KerasCV's operations: per
+    image, `num_ops` operations drawn uniformly (with replacement, as
+    torchvision does) from KerasCV's standard RandAugment set at a fixed
+    `magnitude`, applied in turn.
+
+    KerasCV's own `RandAugment` layer picks the operations with a stateful
+    generator inside a parallel loop, so a seed cannot fix its output.
+    Here the picks are stateless draws from the pipeline's seed and the
+    images go one at a time under a seed, which makes the views repeat.
+
+    Example:
+
+    >>> RandAugment(seed=0)(tf.zeros((2, 32, 32, 3)), tf.constant([0, 1])).shape
+    TensorShape([2, 32, 32, 3])
+    """
+
+    def __init__(self, num_ops=4, magnitude=10 / 30, seed=None):
+        import keras_cv
+
+        self.num_ops = int(num_ops)
+        self.sequential = seed is not None
+        self.operations = keras_cv.layers.RandAugment.get_standard_policy(
+            (0, 255), magnitude, 0.0, seed=seed
+        )
+
+    def __call__(self, images, seed):
+        import tensorflow as tf
+
+        batch = tf.shape(images)[0]
+        picks = tf.random.stateless_uniform(
+            (batch, self.num_ops), seed, minval=0, maxval=len(self.operations), dtype=tf.int32
+        )
+
+        def one(args):
+            image, image_picks = args
+            x = image[None]
+            for k in range(self.num_ops):
+                x = tf.switch_case(image_picks[k], [
+                    lambda x=x, layer=layer: tf.cast(layer(x), tf.float32)
+                    for layer in self.operations
+                ])
+            return x[0]
+
+        out = _map_images(one, (images, picks), self.sequential)
         return tf.ensure_shape(out, images.shape)
 
 
@@ -205,14 +268,9 @@ class Policy:
         self.stateful = name in ("randaugment", "autoaugment")
         self._layer = None
         if name == "randaugment":
-            import keras_cv
-
             # torchvision's RandAugment(num_ops=4, magnitude=10) on its
             # 31-bin scale: 10/30 of the strongest setting, every op applied.
-            self._layer = keras_cv.layers.RandAugment(
-                value_range=(0, 255), augmentations_per_image=4,
-                magnitude=10 / 30, magnitude_stddev=0.0, rate=1.0, seed=seed,
-            )
+            self._layer = RandAugment(num_ops=4, magnitude=10 / 30, seed=seed)
         elif name == "autoaugment":
             self._layer = AutoAugment(seed)
 
@@ -249,9 +307,7 @@ class Policy:
             return ops.fused_color(images, jitter_seed, 0.8, 0.4, 0.4, 0.4, 0.1, 0.1)
         import tensorflow as tf
 
-        if self.name == "autoaugment":
-            return tf.clip_by_value(self._layer(images, seed), 0.0, 255.0)
-        return tf.clip_by_value(tf.cast(self._layer(images), tf.float32), 0.0, 255.0)
+        return tf.clip_by_value(self._layer(images, seed), 0.0, 255.0)
 
     def __call__(self, images, seed):
         from mvmr_keras.data import augment_ops as ops

@@ -111,6 +111,42 @@ def test_probe_takes_a_labelled_tf_dataset_of_views():
     assert probe._validation[0].shape == (50, 32, 32, 3)
 
 
+def test_probe_checkpoint_restores_weights_and_optimiser_state(digits, tmp_path):
+    train, test = digits
+    small = (train[0][:64], train[1][:64]), (test[0][:32], test[1][:32])
+    path = str(tmp_path / "probe.keras")
+    model = tiny_model()
+    probe = OnlineLinearProbe(*small, learning_rate=1e-2, batch_size=32, checkpoint_path=path)
+    probe.set_model(model)
+    probe.on_train_begin()
+    for _ in range(3):
+        probe.probe_step()
+    logs = {}
+    probe.on_epoch_end(0, logs)
+    assert os.path.exists(path) and not os.path.exists(str(tmp_path / "probe.partial.keras"))
+    weights = [to_numpy(v).copy() for v in probe.probe.weights]
+
+    # A new callback on the same path (a resumed run) starts from the saved
+    # probe: same weights, same Adam step count and moments, same scores.
+    resumed = OnlineLinearProbe(*small, learning_rate=1e-2, batch_size=32, checkpoint_path=path)
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    for a, b in zip(weights, resumed.probe.weights):
+        np.testing.assert_array_equal(a, to_numpy(b))
+    assert int(to_numpy(resumed.probe.optimizer.iterations)) == 3
+    for a, b in zip(probe.probe.optimizer.variables, resumed.probe.optimizer.variables):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b), err_msg=a.path)
+    assert resumed.scores() == {k: logs[k] for k in ("probe_top1", "probe_top5")}
+    # ...and its next step is the step the first probe would have taken.
+    probe._batches = resumed._batches = None
+    probe.on_train_begin()
+    resumed.on_train_begin()
+    assert resumed.probe_step() == pytest.approx(probe.probe_step(), rel=1e-5)
+
+    with pytest.raises(ValueError, match="end in .keras"):
+        OnlineLinearProbe(*small, checkpoint_path=str(tmp_path / "probe.h5"))
+
+
 def test_knn_monitor_logs_every_n_epochs_and_matches_offline_knn(digits):
     train, test = digits
     train = (train[0][:300], train[1][:300])

@@ -60,9 +60,7 @@ def test_every_policy_gives_float_views_in_pixel_range(digits, policy):
     assert not np.allclose(batches[0][0].numpy(), batches[0][1].numpy())
 
 
-# KerasCV's RandAugment draws from stateful generators inside a parallel
-# map_fn: its output under a seed is not reproducible (see views.py).
-@pytest.mark.parametrize("policy", [p for p in data.POLICIES if p != "randaugment"])
+@pytest.mark.parametrize("policy", data.POLICIES)
 def test_same_seed_same_batches_other_seed_other_batches(digits, policy):
     def batches(seed):
         ds = data.views(digits[:48], policy, image_size=32, batch_size=16, seed=seed)

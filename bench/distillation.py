@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from gpu import gpu_name  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -75,14 +76,6 @@ def tf_data_views(args, images, embeddings, mode):
                       batch_size=args.batch_size, seed=0).repeat()
 
 
-def gpu_name():
-    try:
-        import torch
-    except ImportError:
-        return ""
-    return f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64)
@@ -122,7 +115,7 @@ def main():
     result = {
         "backend": keras.backend.backend(),
         "machine": f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}"
-                   f"{gpu_name()}",
+                   f"{', GPU ' + gpu_name() if gpu_name() else ''}",
         "args": vars(args),
         "load_average_start": load_average(),
     }

@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+from gpu import gpu_name, synchronize_torch, torch_device
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = ("tensorflow", "jax", "torch")
 DEFAULT_SET = ("pixels", "scattering", "augmented_pixels", "hog", "local_std")
@@ -91,22 +93,6 @@ def compiled_runner(layers, images):
         return outs
 
     return run
-
-
-def torch_device():
-    """Where Keras's torch backend puts tensors: the GPU when there is one."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def synchronize_torch():
-    # CUDA kernels run asynchronously: wait for them, or the timer measures
-    # only the launches.
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def kymatio_torch_ms(args):
@@ -249,17 +235,6 @@ def table(results, args):
     return "\n".join(lines)
 
 
-def accelerator():
-    """'<GPU name>, ' when PyTorch sees a GPU, else ''."""
-    try:
-        import torch
-    except ImportError:
-        return ""
-    if not torch.cuda.is_available():
-        return ""
-    return f"{torch.cuda.get_device_name(0)}, "
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default=",".join(BACKENDS))
@@ -297,7 +272,8 @@ def main():
         results.append(json.loads(lines[-1][len("RESULT "):]))
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
     print(
-        f"machine: {accelerator()}{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"machine: {gpu_name() + ', ' if gpu_name() else ''}{platform.machine()}, "
+        f"{os.cpu_count()} CPUs, "
         f"{platform.platform()}, Python {platform.python_version()}; "
         f"load average at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
     )

@@ -58,6 +58,8 @@ import sys
 import tempfile
 import time
 
+from gpu import gpu_name, torch_device
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Implementation key -> (KERAS_BACKEND for its subprocess, label in the table).
@@ -227,8 +229,7 @@ def build_plain_pytorch(config):
         config.backbone_width, config.small_kernel_stem, config.zero_init_residual
     )
     projector_sizes = [int(s) for s in config.projector.split("-")]
-    # On the GPU when there is one, as Keras's torch backend does.
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch_device()  # on the GPU when there is one, as Keras's torch backend
     model = nn.Sequential(backbone, projector(backbone.output_dim, projector_sizes))
     model.to(device).train()
 
@@ -535,15 +536,6 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
-def gpu_model():
-    """', GPU <name>' when PyTorch sees one (every backend then uses it)."""
-    try:
-        import torch
-    except ImportError:
-        return ""
-    return f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-
-
 def log(message):
     print(f"# {message}", file=sys.stderr, flush=True)
 
@@ -613,7 +605,7 @@ def run_driver(args):
                   f"{r['loss_check_max_abs_difference']:.1e} "
                   f"(tolerance {LOSS_CHECK_TOLERANCE:g}).")
     print(f"- Total wall time {time.time() - started:.0f} s, {os.cpu_count()} CPUs, "
-          f"CPU model {cpu_model()}{gpu_model()}.")
+          f"CPU model {cpu_model()}{', GPU ' + gpu_name() if gpu_name() else ''}.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -143,8 +143,7 @@ class OnlineLinearProbe(keras.callbacks.Callback):
         }
 
     def on_epoch_end(self, epoch, logs=None):
-        scores = self.scores()
         if logs is not None:
-            logs.update(scores)
+            logs.update(self.scores())
         if self.checkpoint_path:
             self.save()

@@ -1,47 +1,14 @@
 """Evaluates a trained encoder: `python evaluate.py --mode=linear --encoder=W/encoder.keras`.
 
-Modes (spec section 8; details in mvmr_keras/evaluation/protocols.py):
-
-    linear    frozen encoder, linear classifier (Adam, cosine), top-1/top-5
-    knn       weighted k-nearest neighbours on normalised frozen features
-    finetune  encoder + linear head fine-tuned on a fraction of the labels
-    voc07     linear multi-label classifier on frozen features, mAP
-
-The data and the protocol settings come from `--config` (the config's
-`evaluation` block; override any field: `--config.evaluation.epochs=20`).
-The encoder may have been trained on any backend. Results go to
-`--workdir` (default: the encoder's folder) as `results_<mode>.json`.
+The same program as the installed `mvmr-evaluate`; it lives in
+`mvmr_keras/cli/evaluate.py`, which lists the modes.
 """
 
 import os
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
-from absl import app, flags  # noqa: E402
-
-from mvmr_keras import cli  # noqa: E402
-
-MODES = ("linear", "knn", "finetune", "voc07")
-
-
-_CONFIG = cli.define_config_flag()
-_MODE = flags.DEFINE_enum("mode", "linear", list(MODES), "Evaluation protocol.")
-_ENCODER = flags.DEFINE_string("encoder", None, "Path to an encoder.keras.", required=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default: the encoder's).")
-_QUIET = flags.DEFINE_bool("quiet", False, "No progress bars, only the results.")
-
-
-def main(argv):
-    config = cli.config_value(_CONFIG, argv)
-    from mvmr_keras import evaluation
-
-    try:
-        evaluation.evaluate(_MODE.value, _ENCODER.value, config, _WORKDIR.value,
-                            verbose=0 if _QUIET.value else 1)
-    except evaluation.EvaluationError as e:
-        sys.exit(f"error: {e}")
-
+from mvmr_keras.cli.evaluate import main  # noqa: E402
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags)
+    main()

@@ -1,32 +1,14 @@
 """Trains MV-MR: `python train.py --config=configs/digits.py --workdir=DIR`.
 
-Any config field can be overridden: `--config.epochs=2`. The backend is
-Keras's: `KERAS_BACKEND=jax python train.py ...`. Re-running the same
-command after an interruption resumes from the last completed epoch.
+The same program as the installed `mvmr-train`; it lives in
+`mvmr_keras/cli/train.py`, which says more.
 """
 
 import os
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
-from absl import app, flags  # noqa: E402
-
-from mvmr_keras import cli  # noqa: E402
-
-_CONFIG = cli.define_config_flag()
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for all outputs.", required=True)
-
-
-def main(argv):
-    config = cli.config_value(_CONFIG, argv)
-    from mvmr_keras import training
-
-    try:
-        training.train(config, _WORKDIR.value)
-    except (training.ConfigError, training.TrainingDiverged) as e:
-        sys.exit(f"error: {e}")
-
+from mvmr_keras.cli.train import main  # noqa: E402
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags)
+    main()

@@ -1,5 +1,5 @@
-"""SavedModel export for TensorFlow Serving (the logic behind
-`python -m export.saved_model`; see that module for the command).
+"""SavedModel export for TensorFlow Serving (the logic behind `mvmr-export`
+and `python -m export.saved_model`; see `mvmr_keras.cli.export`).
 
 A SavedModel is a TensorFlow graph, so `export_saved_model` must run with
 the TensorFlow backend. `export_in_subprocess` gives every backend the same
@@ -56,7 +56,7 @@ def _require_tensorflow_backend():
     if keras.backend.backend() != "tensorflow":
         raise ExportError(
             "a SavedModel export needs the TensorFlow backend (this process runs "
-            f"{keras.backend.backend()}); use `python -m export.saved_model` or "
+            f"{keras.backend.backend()}); use `mvmr-export` or "
             "export_in_subprocess()"
         )
 
@@ -213,7 +213,7 @@ def export_in_subprocess(encoder, output_dir, version=None, head_path=None):
     with tempfile.TemporaryDirectory() as tmp:
         encoder_path = os.path.join(tmp, "encoder.keras")
         encoder.save(encoder_path)
-        command = [sys.executable, "-m", "export.saved_model",
+        command = [sys.executable, "-m", "mvmr_keras.cli.export",
                    f"--encoder={encoder_path}", f"--output={output_dir}"]
         if version is not None:
             command.append(f"--version={version}")

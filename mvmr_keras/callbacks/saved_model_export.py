@@ -10,7 +10,7 @@ class SavedModelExport(keras.callbacks.Callback):
 
     Each export is a new version (1, 2, ...), so TF Serving picks up the
     latest. It runs the export command in a separate process on every
-    backend: the same path as `python -m export.saved_model`, and the only
+    backend: the same path as `mvmr-export`, and the only
     one that works from JAX or PyTorch, where the training process has no
     TensorFlow graph to save.
 

@@ -1,0 +1,224 @@
+"""Datasets by name: `load(name, split)` -> a `tf.data.Dataset`.
+
+`load` yields `(image uint8 (H, W, 3), label)` pairs, one image at a time:
+labels are int64 class indices (-1 where a split has none, such as STL10's
+`unlabelled`), except for `voc2007`, whose label is a multi-hot float32
+vector of its 20 classes. `load_numpy` gathers a whole split into
+`(images, labels)` arrays for data that fits in memory.
+
+| name | splits | labels |
+| --- | --- | --- |
+| `digits` | train, test | 10 (bundled with scikit-learn) |
+| `stl10` | train, test, unlabelled, train+unlabelled | 10 |
+| `cifar10`, `cifar100` | train, test | 10, 100 |
+| `cifar20` | train, test | CIFAR-100's 20 coarse labels |
+| `imagenet2012` | train, validation | 1000 (manual download) |
+| `imagenet50/100/200` | train, validation | class subsets of imagenet2012 |
+| `imagenet2012_subset` | 1pct, 10pct (labelled train), validation | 1000 |
+| `voc2007` | train, validation, test | 20, multi-hot |
+| `folder:PATH` | see `load_folder` | sorted class sub-folders |
+
+TFDS datasets must have been prepared in `data_dir` beforehand (nothing
+is downloaded at training time). The ImageNet subsets' class lists ship in
+`mvmr_keras/data/class_lists/`: ImageNet-100 is CMC's (Tian et al., 2020);
+ImageNet-50 and ImageNet-200 are SCAN's (Van Gansbeke et al., 2020).
+
+Example:
+
+>>> image, label = next(iter(load("digits", "test")))
+>>> image.shape, image.dtype.name, 0 <= int(label) < 10
+(TensorShape([32, 32, 3]), 'uint8', True)
+"""
+
+import os
+
+import numpy as np
+
+from mvmr_keras.data.digits import DIGITS_SPLITS, load_digits
+from mvmr_keras.data.folder import load_folder
+
+_CIFAR_SPLITS = {"train": "train", "test": "test"}
+_IMAGENET_SPLITS = {"train": "train", "validation": "validation"}
+
+# Our name -> (TFDS builder, our split -> TFDS split, label feature).
+# A split given as (builder, split) reads another builder config.
+TFDS_DATASETS = {
+    "stl10": ("stl10", {"train": "train", "test": "test",
+                        "unlabelled": "unlabelled",
+                        "train+unlabelled": "train+unlabelled"}, "label"),
+    "cifar10": ("cifar10", _CIFAR_SPLITS, "label"),
+    "cifar100": ("cifar100", _CIFAR_SPLITS, "label"),
+    # CIFAR-20: CIFAR-100's 20 coarse (superclass) labels.
+    "cifar20": ("cifar100", _CIFAR_SPLITS, "coarse_label"),
+    "imagenet2012": ("imagenet2012", _IMAGENET_SPLITS, "label"),
+    "imagenet50": ("imagenet2012", _IMAGENET_SPLITS, "label"),
+    "imagenet100": ("imagenet2012", _IMAGENET_SPLITS, "label"),
+    "imagenet200": ("imagenet2012", _IMAGENET_SPLITS, "label"),
+    # The 1% and 10% labelled subsets of SimCLR's semi-supervised protocol.
+    "imagenet2012_subset": ("imagenet2012_subset/1pct", {
+        "1pct": ("imagenet2012_subset/1pct", "train"),
+        "10pct": ("imagenet2012_subset/10pct", "train"),
+        "validation": ("imagenet2012_subset/1pct", "validation"),
+    }, "label"),
+    "voc2007": ("voc/2007", {"train": "train", "validation": "validation",
+                             "test": "test"}, "labels"),
+}
+IMAGENET_SUBSETS = ("imagenet50", "imagenet100", "imagenet200")
+MULTI_LABEL_CLASSES = {"voc2007": 20}
+DATASETS = ("digits",) + tuple(TFDS_DATASETS)
+FOLDER_PREFIX = "folder:"
+
+# TFDS builders that need files the user downloads by hand.
+_MANUAL_DOWNLOAD = {
+    "imagenet2012": "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar",
+    "imagenet2012_subset": "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar",
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset that has to be downloaded and prepared first."""
+
+
+def is_dataset_name(name):
+    """Whether `name` is a known dataset or a `folder:PATH`."""
+    return name in DATASETS or str(name).startswith(FOLDER_PREFIX)
+
+
+def class_list(name):
+    """The WordNet IDs of an ImageNet subset (`imagenet50/100/200`), in
+    label order (sorted)."""
+    if name not in IMAGENET_SUBSETS:
+        raise ValueError(f"No class list for {name!r}; available: {list(IMAGENET_SUBSETS)}.")
+    path = os.path.join(os.path.dirname(__file__), "class_lists", f"{name}.txt")
+    with open(path) as f:
+        return sorted(line.split()[0] for line in f if line.strip())
+
+
+def _tfds_dir(data_dir):
+    return data_dir or os.environ.get(
+        "TFDS_DATA_DIR", os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+    )
+
+
+def splits_of(name):
+    """The split names `load` accepts for a dataset name."""
+    if name == "digits":
+        return tuple(DIGITS_SPLITS)
+    if name in TFDS_DATASETS:
+        return tuple(TFDS_DATASETS[name][1])
+    raise ValueError(f"Unknown dataset {name!r}; available: {list(DATASETS)} or 'folder:PATH'.")
+
+
+def _check_split(name, split):
+    splits = splits_of(name)
+    if split not in splits:
+        raise ValueError(
+            f"Unknown split {split!r} for dataset {name!r}; available: {list(splits)}."
+        )
+
+
+def _not_prepared(name, builder_name, data_dir):
+    base = builder_name.split("/")[0]
+    if base in _MANUAL_DOWNLOAD:
+        return DatasetNotFoundError(
+            f"Dataset {name!r} is not prepared in {data_dir}. ImageNet cannot be "
+            f"downloaded automatically: get {_MANUAL_DOWNLOAD[base]} from "
+            f"https://image-net.org, put them in {data_dir}/downloads/manual/, "
+            f"then run `tfds build {builder_name} --data_dir={data_dir} "
+            f"--manual_dir={data_dir}/downloads/manual` and pass "
+            f"--config.data_dir={data_dir}."
+        )
+    return DatasetNotFoundError(
+        f"Dataset {name!r} is not prepared in {data_dir}. On a machine "
+        f"with internet run `tfds build {builder_name} --data_dir="
+        f"{data_dir}` (or python -c \"import tensorflow_datasets as tfds; "
+        f"tfds.builder('{builder_name}', data_dir='{data_dir}')"
+        f".download_and_prepare()\") and copy that directory here, then "
+        f"pass --config.data_dir={data_dir}."
+    )
+
+
+def _tfds_split(name, split, data_dir):
+    import tensorflow_datasets as tfds
+
+    default_builder, splits, _ = TFDS_DATASETS[name]
+    target = splits[split]
+    builder_name, tfds_split = target if isinstance(target, tuple) else (default_builder, target)
+    builder = tfds.builder(builder_name, data_dir=data_dir)
+    try:
+        return builder, builder.as_dataset(split=tfds_split)
+    except tfds.core.DatasetNotFoundError:
+        pass
+    except AssertionError as e:  # TFDS's way of saying "not prepared"
+        if "could not find data" not in str(e):
+            raise
+    raise _not_prepared(name, builder_name, data_dir) from None
+
+
+def load(name, split, data_dir=None):
+    """A `tf.data.Dataset` of `(image uint8 (H, W, 3), label)` (module
+    docstring for the names, splits and labels)."""
+    if str(name).startswith(FOLDER_PREFIX):
+        return load_folder(name[len(FOLDER_PREFIX):], split)
+    _check_split(name, split)
+    import tensorflow as tf
+
+    if name == "digits":
+        images, labels = load_digits(split)
+        return tf.data.Dataset.from_tensor_slices((images, labels.astype("int64")))
+    data_dir = _tfds_dir(data_dir)
+    builder, ds = _tfds_split(name, split, data_dir)
+    label_key = TFDS_DATASETS[name][2]
+
+    def to_rgb(image):
+        if image.shape[-1] == 1:
+            image = tf.image.grayscale_to_rgb(image)
+        return image
+
+    if name in MULTI_LABEL_CLASSES:
+        classes = MULTI_LABEL_CLASSES[name]
+
+        def to_pair(example):
+            # Multi-hot over every object of the image, difficult ones too.
+            present = tf.reduce_max(
+                tf.one_hot(example[label_key], classes, dtype=tf.float32), axis=0
+            )
+            return to_rgb(example["image"]), tf.ensure_shape(present, (classes,))
+
+        return ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(
+        lambda example: (to_rgb(example["image"]), tf.cast(example[label_key], tf.int64)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    if name in IMAGENET_SUBSETS:
+        names = builder.info.features[label_key].names
+        wanted = class_list(name)
+        missing = set(wanted) - set(names)
+        if missing:
+            raise ValueError(f"{name}: {len(missing)} classes are not in imagenet2012, e.g. {sorted(missing)[:3]}.")
+        index = {wnid: i for i, wnid in enumerate(names)}
+        # imagenet2012 label -> subset label (-1: not in the subset).
+        remap = np.full(len(names), -1, dtype="int64")
+        for subset_label, wnid in enumerate(wanted):
+            remap[index[wnid]] = subset_label
+        remap = tf.constant(remap)
+        ds = ds.map(lambda image, label: (image, tf.gather(remap, label)))
+        ds = ds.filter(lambda image, label: label >= 0)
+    return ds
+
+
+def load_numpy(name, split, data_dir=None):
+    """A whole split in memory: `(uint8 (N, H, W, 3) images, labels)`,
+    labels int32 (float32 multi-hot for `voc2007`). Images must share one
+    size."""
+    if name == "digits":  # no TensorFlow needed
+        _check_split(name, split)
+        return load_digits(split)
+    images, labels = [], []
+    for image, label in load(name, split, data_dir).as_numpy_iterator():
+        images.append(image)
+        labels.append(label)
+    if not images:
+        raise ValueError(f"Split {split!r} of {name!r} is empty.")
+    dtype = "float32" if name in MULTI_LABEL_CLASSES else "int32"
+    return np.stack(images), np.asarray(labels, dtype=dtype)

@@ -1,0 +1,41 @@
+"""`mvmr-train` (or `python train.py` in a checkout): trains MV-MR.
+
+    mvmr-train --config=digits --workdir=runs/digits [--config.epochs=2]
+
+`--config` is a config file or the name of a shipped one (default:
+`digits`); any field can be overridden. The backend is Keras's:
+`KERAS_BACKEND=jax mvmr-train ...`. Re-running the same command after an
+interruption resumes from the last completed epoch.
+"""
+
+import os
+import sys
+
+
+def main(argv=None):
+    """The console entry point; `argv` defaults to `sys.argv`."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter
+    from absl import app, flags
+
+    from mvmr_keras import cli
+
+    argv = sys.argv if argv is None else argv
+    cli.use_shipped_config_names(argv)
+    config_flag = cli.define_config_flag()
+    workdir_flag = flags.DEFINE_string("workdir", None, "Directory for all outputs.",
+                                       required=True)
+
+    def run(args):
+        config = cli.config_value(config_flag, args)
+        from mvmr_keras import training
+
+        try:
+            training.train(config, workdir_flag.value)
+        except (training.ConfigError, training.TrainingDiverged) as e:
+            sys.exit(f"error: {e}")
+
+    app.run(run, argv=argv, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    main()

@@ -40,3 +40,11 @@ def test_bad_sizes_are_rejected(sizes):
 def test_config_round_trip():
     projector = Projector("8-4", name="proj")
     assert Projector.from_config(projector.get_config()).sizes == (8, 4)
+
+
+def test_batchnorm_uses_the_reference_settings():
+    # The reference's nn.BatchNorm1d: eps 1e-5, momentum 0.1 (Keras's 0.9).
+    projector = Projector("16-16-8")
+    projector.build((None, 4))
+    for _, bn in projector.hidden:
+        assert bn.epsilon == 1e-5 and bn.momentum == 0.9

@@ -10,6 +10,10 @@ Example:
 import keras
 from keras import layers
 
+# PyTorch's BatchNorm1d defaults, as in the reference projector and in our
+# ResNet (Keras's own are epsilon 1e-3, momentum 0.99).
+_BN = dict(momentum=0.9, epsilon=1e-5)
+
 
 def parse_sizes(sizes):
     """`"8192-8192-8192"` or a sequence of ints -> tuple of ints."""
@@ -43,7 +47,7 @@ class Projector(keras.layers.Layer):
                     layers.Dense(size, use_bias=False, name=f"dense{i + 1}",
                                  dtype=self.dtype_policy),
                     layers.BatchNormalization(name=f"bn{i + 1}",
-                                              dtype=self.dtype_policy),
+                                              dtype=self.dtype_policy, **_BN),
                 )
             )
         self.output_dense = layers.Dense(

@@ -3,7 +3,10 @@
 They install with the package, so a command finds them from any directory:
 `mvmr-train --config=digits` names `mvmr_keras/configs/digits.py` (the
 repository's top-level `configs/` is a link to this folder, so
-`--config=configs/digits.py` works in a checkout too). In code:
+`--config=configs/digits.py` works in a checkout too). They live in the
+package, not beside it, because they derive from one another (`from
+mvmr_keras.configs import stl10`), an import that must resolve the same
+way in a checkout and in an installed copy. In code:
 
 >>> from mvmr_keras.configs import digits
 >>> digits.get_config().dataset

@@ -1,6 +1,0 @@
-"""Models: ResNet backbones, the image encoder, the projector and MV-MR."""
-
-from mvmr_keras.models.encoder import ImageEncoder
-from mvmr_keras.models.mvmr import MVMR
-from mvmr_keras.models.projector import Projector
-from mvmr_keras.models.resnet import RESNET_ARCHITECTURES, ResNetBackbone

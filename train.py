@@ -3,6 +3,7 @@
 Any config field can be overridden: `--config.epochs=2`. The backend is
 Keras's: `KERAS_BACKEND=jax python train.py ...`. Re-running the same
 command after an interruption resumes from the last completed epoch.
+Errors are one line on stderr and a non-zero exit (130 after Ctrl-C).
 """
 
 import os
@@ -26,6 +27,9 @@ def main(argv):
         training.train(config, _WORKDIR.value)
     except (training.ConfigError, training.TrainingDiverged) as e:
         sys.exit(f"error: {e}")
+    except training.TrainingInterrupted as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(130)  # the shell's code for Ctrl-C
 
 
 if __name__ == "__main__":

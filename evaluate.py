@@ -23,7 +23,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from mvmr_keras import cli  # noqa: E402
+try:
+    from mvmr_keras import cli  # noqa: E402  (imports Keras)
+except ValueError as e:  # Keras refuses an unknown KERAS_BACKEND at import
+    sys.exit(f"error: {e}; KERAS_BACKEND must be tensorflow, jax or torch")
 
 MODES = ("linear", "knn", "finetune", "voc07")
 

@@ -13,7 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter
 
 from absl import app, flags  # noqa: E402
 
-from mvmr_keras import cli  # noqa: E402
+try:
+    from mvmr_keras import cli  # noqa: E402  (imports Keras)
+except ValueError as e:  # Keras refuses an unknown KERAS_BACKEND at import
+    sys.exit(f"error: {e}; KERAS_BACKEND must be tensorflow, jax or torch")
 
 _CONFIG = cli.define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for all outputs.", required=True)

@@ -8,7 +8,6 @@ should get one line saying what is wrong. Example (a script's top level):
 """
 
 import logging
-import os
 import sys
 
 from absl import flags
@@ -25,20 +24,8 @@ def exit_unknown_field(error, argv):
     )
 
 
-BACKENDS = ("tensorflow", "jax", "torch")
-
-
-def check_backend():
-    """Exits with one line for a `KERAS_BACKEND` Keras does not know (Keras
-    itself raises at import, in a traceback)."""
-    backend = os.environ.get("KERAS_BACKEND")
-    if backend is not None and backend not in BACKENDS:
-        sys.exit(f"error: KERAS_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}")
-
-
 def define_config_flag(default="configs/digits.py"):
     """`--config=FILE` with `--config.FIELD=VALUE` overrides."""
-    check_backend()
     try:
         # With a default config, ml_collections applies overrides right here.
         return config_flags.DEFINE_config_file(

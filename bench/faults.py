@@ -1,6 +1,6 @@
 """Soak test of resumption: SIGKILL a small digits run at random instants.
 
-    KERAS_BACKEND=jax python bench/faults.py [--kills=20] [--epochs=8] [--seed=0]
+    KERAS_BACKEND=jax python bench/faults.py [--kills=20] [--epochs=6] [--seed=0]
 
 Runs a small digits training (width 8, one block per stage, pixels only,
 4 steps of 32 images per epoch, the online probe on) once without
@@ -31,10 +31,10 @@ import threading
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
 
 
 def soak_config(epochs):
-    sys.path.insert(0, REPO_ROOT)
     from configs import digits
 
     config = digits.get_config()
@@ -147,7 +147,7 @@ def compare_encoders(a, b):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", default=None)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--startup_kills", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)

@@ -206,7 +206,12 @@ def _non_finite_variables(variables):
     for v in variables:
         if "float" not in str(v.dtype):
             continue
-        if not np.all(np.isfinite(np.asarray(keras.ops.convert_to_numpy(v), "float64"))):
+        value = np.asarray(keras.ops.convert_to_numpy(v))
+        try:
+            finite = np.isfinite(value).all()
+        except TypeError:  # a float type NumPy's isfinite does not know
+            finite = np.isfinite(value.astype("float32")).all()
+        if not finite:
             bad.append(v.path if hasattr(v, "path") else v.name)
     return bad
 
@@ -388,7 +393,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
         done = self.restore()
         if done:
             self._model._initial_epoch = done
-            self._publish(done)  # repairs a history/TensorBoard left behind by a kill
+        # Brings history.json and TensorBoard back to the checkpoint: writes
+        # what a kill left out, drops epochs of a checkpoint that was unusable.
+        self._publish(done)
         self._session = {"backend": keras.backend.backend(), "train_seconds": 0.0}
         self.state.setdefault("sessions", []).append(self._session)
 

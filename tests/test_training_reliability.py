@@ -4,7 +4,6 @@ workdir, any image size, and one-line errors for bad input."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 

@@ -189,7 +189,7 @@ def test_the_lock_refuses_a_live_owner_and_takes_over_a_dead_ones(tmp_path):
         json.dump({"pid": dead.pid, "host": socket.gethostname()}, f)
     with workdir_lib.WorkdirLock(str(tmp_path), log=messages.append):
         assert json.load(open(tmp_path / ".lock"))["pid"] == os.getpid()
-    assert any(f"stale lock" in m and str(dead.pid) in m for m in messages), messages
+    assert any("stale lock" in m and str(dead.pid) in m for m in messages), messages
     with open(tmp_path / ".lock", "w") as f:
         json.dump({"pid": 1, "host": "another-host"}, f)
     with pytest.raises(workdir_lib.WorkdirError, match="pid 1 on host another-host"):

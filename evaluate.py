@@ -11,6 +11,9 @@ The data and the protocol settings come from `--config` (the config's
 `evaluation` block; override any field: `--config.evaluation.epochs=20`).
 The encoder may have been trained on any backend. Results go to
 `--workdir` (default: the encoder's folder) as `results_<mode>.json`.
+Existing results there (such as those a training run wrote after training,
+quoted by its results.json) are never replaced without `--overwrite`: the
+command stops with one line saying so.
 """
 
 import os
@@ -20,7 +23,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from mvmr_keras import cli  # noqa: E402
+try:
+    from mvmr_keras import cli  # noqa: E402  (imports Keras)
+except ValueError as e:  # Keras refuses an unknown KERAS_BACKEND at import
+    sys.exit(f"error: {e}; KERAS_BACKEND must be tensorflow, jax or torch")
 
 MODES = ("linear", "knn", "finetune", "voc07")
 
@@ -29,6 +35,8 @@ _CONFIG = cli.define_config_flag()
 _MODE = flags.DEFINE_enum("mode", "linear", list(MODES), "Evaluation protocol.")
 _ENCODER = flags.DEFINE_string("encoder", None, "Path to an encoder.keras.", required=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default: the encoder's).")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Replace existing results_<mode>.json and head files in the output folder.")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bars, only the results.")
 
 
@@ -38,7 +46,7 @@ def main(argv):
 
     try:
         evaluation.evaluate(_MODE.value, _ENCODER.value, config, _WORKDIR.value,
-                            verbose=0 if _QUIET.value else 1)
+                            verbose=0 if _QUIET.value else 1, overwrite=_OVERWRITE.value)
     except evaluation.EvaluationError as e:
         sys.exit(f"error: {e}")
 

@@ -59,12 +59,13 @@ class _InterruptAtEpoch(keras.callbacks.Callback):
 def test_interrupted_run_resumes_from_last_completed_epoch(tmp_path):
     workdir = str(tmp_path)
     config = tiny_config(epochs=3)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="rerun the same command to resume from epoch 3"):
         training.train(config, workdir, verbose=0, log=_quiet, callbacks=[_InterruptAtEpoch(2)])
     assert not os.path.exists(os.path.join(workdir, "results.json"))
-    probe_path = os.path.join(workdir, "online_probe.keras")
 
     def probe_steps():
+        latest = open(os.path.join(workdir, "checkpoints", "latest")).read().strip()
+        probe_path = os.path.join(workdir, "checkpoints", latest, "online_probe.keras")
         return int(keras.ops.convert_to_numpy(
             keras.saving.load_model(probe_path).optimizer.iterations))
 

@@ -207,18 +207,49 @@ def load(name, split, data_dir=None):
     return ds
 
 
-def load_numpy(name, split, data_dir=None):
+def load_numpy(name, split, data_dir=None, image_size=None):
     """A whole split in memory: `(uint8 (N, H, W, 3) images, labels)`,
-    labels int32 (float32 multi-hot for `voc2007`). Images must share one
-    size."""
-    if name == "digits":  # no TensorFlow needed
+    labels int32 (float32 multi-hot for `voc2007`). Without `image_size`
+    the images must share one size; with it every image is resized (and a
+    non-square one centre-cropped) to `image_size` square, as the original
+    view of `views` does, so folders of mixed sizes load too."""
+    if name == "digits":  # no TensorFlow needed at the bundled size
         _check_split(name, split)
-        return load_digits(split)
+        images, labels = load_digits(split)
+        if image_size is None or images.shape[1:3] == (image_size, image_size):
+            return images, labels
+        return _resized(images, image_size), labels
+    ds = load(name, split, data_dir)
+    if image_size is not None:
+        import tensorflow as tf
+
+        from mvmr_keras.data.views import original_view
+
+        ds = ds.map(lambda image, label: (_to_uint8(original_view(image, image_size)), label),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     images, labels = [], []
-    for image, label in load(name, split, data_dir).as_numpy_iterator():
+    for image, label in ds.as_numpy_iterator():
         images.append(image)
         labels.append(label)
     if not images:
         raise ValueError(f"Split {split!r} of {name!r} is empty.")
+    shapes = {image.shape for image in images}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"Split {split!r} of {name!r} has images of {len(shapes)} sizes "
+            f"(e.g. {sorted(shapes)[:2]}); pass image_size to resize them"
+        )
     dtype = "float32" if name in MULTI_LABEL_CLASSES else "int32"
     return np.stack(images), np.asarray(labels, dtype=dtype)
+
+
+def _to_uint8(image):
+    import tensorflow as tf
+
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def _resized(images, image_size):
+    from mvmr_keras.data.views import original_view
+
+    return np.asarray(_to_uint8(original_view(images, image_size)))

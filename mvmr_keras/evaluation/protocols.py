@@ -129,6 +129,7 @@ class _Run:
             description=f"{role} split {split!r}, {what}",
         )
         _check_labels(labels, self.config, split, self.multilabel)
+        _check_features(feats, role, split, self.log)
         self.log(f"  {len(feats)} x {feats.shape[1]} features of {role} split {split!r} "
                  f"({what}) in {time.time() - start:.1f}s")
         return feats, labels
@@ -138,6 +139,22 @@ class _Run:
         return features_lib.eval_augmentation(
             self.config.image_size, tuple(s["crop_scale"]), s["flip"], seed=seed
         )
+
+
+def _check_features(feats, role, split, log):
+    """Non-finite features fail in one line; constant ones (a collapsed
+    encoder, which scores at chance) are reported."""
+    feats = np.asarray(feats)
+    finite = np.isfinite(feats)
+    if not finite.all():
+        raise EvaluationError(
+            f"the encoder's features of the {role} split {split!r} are non-finite "
+            f"({int((~finite).sum())} of {feats.size} values are NaN/inf): the encoder diverged"
+        )
+    if len(feats) > 1 and float(np.max(np.ptp(feats, axis=0))) <= 1e-6 * max(
+            float(np.max(np.abs(feats))), 1.0):
+        log(f"warning: the encoder's features of the {role} split {split!r} are the same "
+            "for every image (a collapsed encoder); expect chance-level scores")
 
 
 def _num_classes(*label_arrays):
@@ -265,18 +282,35 @@ def results_table(results):
     return "\n".join(lines)
 
 
-def evaluate(mode, encoder_path, config, workdir=None, verbose=1, log=print):
+OUTPUTS = {"linear": ("linear_head.keras",), "voc07": ("voc07_head.keras",)}
+
+
+def evaluate(mode, encoder_path, config, workdir=None, verbose=1, log=print, overwrite=False):
     """Runs one protocol (module docstring) and writes
     `workdir/results_<mode>.json` (default workdir: the encoder's folder).
 
-    Raises `EvaluationError` with a one-line reason for bad input.
+    Existing results of the mode there (e.g. those a training run wrote,
+    which its `results.json` quotes) are never replaced unless `overwrite`:
+    without it, `EvaluationError` says to pass `--overwrite` or another
+    `--workdir`. Raises `EvaluationError` with a one-line reason for bad
+    input.
     """
     import keras
 
     if mode not in MODES:
         raise EvaluationError(f"unknown mode {mode!r}; available: {list(MODES)}")
     workdir = workdir or os.path.dirname(os.path.abspath(encoder_path))
-    os.makedirs(workdir, exist_ok=True)
+    existing = [os.path.join(workdir, name) for name in (f"results_{mode}.json",) +
+                OUTPUTS.get(mode, ()) if os.path.exists(os.path.join(workdir, name))]
+    if existing and not overwrite:
+        raise EvaluationError(
+            f"{existing[0]} already exists; pass --overwrite to replace it or "
+            "--workdir=DIR to write the results elsewhere"
+        )
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise EvaluationError(f"cannot create the output folder {workdir} ({e.strerror})") from None
     start = time.time()
     log(f"Evaluating {encoder_path} ({mode}) on {config.dataset} "
         f"[{keras.backend.backend()}]")

@@ -317,6 +317,12 @@ def teacher_from_config(config):
     return teacher_from_spec(single_teacher_spec(config))
 
 
+def is_complete(config, workdir, split, spec=None):
+    """Whether one teacher's cache of one split is complete."""
+    key = key_from_config(config, split, spec)
+    return EmbeddingCache(cache_directory(workdir, key), key).complete
+
+
 def embeddings_for(config, workdir, split, images, teacher=None, verbose=1, log=print,
                    spec=None):
     """The cached teacher embeddings of one split, computing what is missing.

@@ -211,18 +211,24 @@ def prepare(config, workdir, train_images, heldout_images, verbose=1, log=print)
     """Teacher embeddings for training and for the held-out score."""
     specs = teacher_specs(config)
     teachers, train, test = {}, {}, {}
+    splits = (config.train_split, config.test_split)
     for spec in specs:
+        spec_arg = None if spec.name is None else spec  # None: the teacher block's
+        layer = None
+        if not config.teacher.use_cache or not all(
+            cache_lib.is_complete(config, workdir, split, spec_arg) for split in splits
+        ):  # built once, for whichever split's cache is missing
+            layer = (cache_lib.teacher_from_config(config) if spec.name is None
+                     else cache_lib.teacher_from_spec(spec))
         if config.teacher.use_cache:
             teachers[spec.name] = None
             train[spec.name] = cache_lib.embeddings_for(
-                config, workdir, config.train_split, train_images, verbose=verbose, log=log,
-                spec=None if spec.name is None else spec)
+                config, workdir, config.train_split, train_images, layer, verbose=verbose,
+                log=log, spec=spec_arg)
             test[spec.name] = cache_lib.embeddings_for(
-                config, workdir, config.test_split, heldout_images, verbose=verbose, log=log,
-                spec=None if spec.name is None else spec)
+                config, workdir, config.test_split, heldout_images, layer, verbose=verbose,
+                log=log, spec=spec_arg)
         else:
-            layer = (cache_lib.teacher_from_config(config) if spec.name is None
-                     else cache_lib.teacher_from_spec(spec))
             teachers[spec.name] = layer
             test[spec.name] = _live_embeddings(
                 layer, heldout_images[:config.teacher.heldout_images], config)

@@ -136,7 +136,7 @@ def validate_config(config):
                 f"unknown evaluation.after_training mode {mode!r}; available: "
                 f"{list(evaluation.MODES)}"
             )
-    _validate_teacher(c.get("teacher") or {})
+    _validate_teacher(config)
 
 
 def _check_representations_take(parsed, image_size):
@@ -186,28 +186,19 @@ def evaluation_callbacks(config, probe_train, test, probe_checkpoint=None):
     return found
 
 
-def _validate_teacher(t):
-    if not t.get("preset"):
-        return
-    from mvmr_keras.teachers.clip import INTERPOLATIONS
-
-    for field in ("image_size", "batch_size", "cache_chunk_size"):
-        if t[field] < 1:
-            raise ConfigError(f"teacher.{field} must be >= 1; got {t[field]}")
-    if t["weight"] < 0:
-        raise ConfigError(f"teacher.weight must be >= 0; got {t['weight']}")
-    if t["interpolation"] not in INTERPOLATIONS:
-        raise ConfigError(
-            f"unknown teacher.interpolation {t['interpolation']!r}; "
-            f"available: {list(INTERPOLATIONS)}"
-        )
+def _validate_teacher(config):
+    try:
+        distillation.validate(config)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def build_model(config, teacher=None):
     """The MVMR model a config describes (not compiled).
 
-    With a teacher in the config, `teacher` is the live teacher layer, or
-    `None` when the batches bring cached teacher embeddings."""
+    With teachers in the config, `teacher` is the live teacher layer (a
+    dict name -> layer for several), or `None` when the batches bring
+    cached teacher embeddings."""
     backbone = ResNetBackbone.from_name(
         config.backbone,
         width=config.backbone_width,
@@ -225,8 +216,7 @@ def build_model(config, teacher=None):
         representation_weights=[weight for _, weight in parsed],
         representation_objective=config.representation_objective,
         variance_margin=config.variance_margin,
-        teacher=teacher,
-        teacher_weight=config.teacher.weight if distillation.enabled(config) else None,
+        **distillation.model_arguments(config, teacher),
     )
     model.build((None, config.image_size, config.image_size, 3))
     return model
@@ -393,8 +383,9 @@ def _train(config, workdir, verbose, log, callbacks):
         if setup.train_embeddings is not None:
             import tensorflow as tf
 
-            # (image, label, embedding): the embedding travels with its
-            # image (the stream's order is the cache's order).
+            # (image, label, embedding): the embedding (a dict of them for
+            # several teachers) travels with its image (the stream's order
+            # is the cache's order).
             train_images = tf.data.Dataset.zip(
                 train_images, tf.data.Dataset.from_tensor_slices(setup.train_embeddings)
             ).map(lambda example, embedding: (*example, embedding))
@@ -413,10 +404,8 @@ def _train(config, workdir, verbose, log, callbacks):
 
     model = build_model(config, teacher=teacher)
     if distillation.enabled(config):
-        heldout = min(len(test[0]), config.teacher.heldout_images)
-        heldout_args = (test[0][:heldout], setup.test_embeddings[:heldout], config.image_size)
-        init_dcor = distillation.heldout_dcor(model, *heldout_args)
-        log(f"Held-out dCor(z, teacher) at initialisation: {init_dcor:.4f}")
+        init_dcor = distillation.heldout_dcors(model, config, setup, test[0])
+        log(f"Held-out dCor(z, teacher) at initialisation: {distillation.describe(init_dcor)}")
     model.compile(optimizer=build_optimizer(config, steps_per_epoch))
     probe_callbacks = evaluation_callbacks(config, probe_train, test)
     checkpoint = workdir_lib.EpochCheckpoint(
@@ -502,10 +491,10 @@ def _train(config, workdir, verbose, log, callbacks):
             k: found[k] for k in ("top1", "top5", "map") if k in found
         }
     if distillation.enabled(config):
-        results["teacher_dcor_heldout"] = distillation.heldout_dcor(model, *heldout_args)
-        results["teacher_dcor_heldout_init"] = init_dcor
-        log(f"Held-out dCor(z, teacher): {results['teacher_dcor_heldout']:.4f} "
-            f"(at initialisation: {init_dcor:.4f}).")
+        final_dcor = distillation.heldout_dcors(model, config, setup, test[0])
+        results.update(distillation.results(final_dcor, init_dcor))
+        log(f"Held-out dCor(z, teacher): {distillation.describe(final_dcor)} "
+            f"(at initialisation: {distillation.describe(init_dcor)}).")
     workdir_lib.write_json(os.path.join(workdir, "results.json"), results)
     log(
         f"Linear probe top-1: {linear_probe_top1:.4f} "

@@ -28,3 +28,17 @@ def test_config_validates(name):
     if name.endswith("_clip"):
         assert config.teacher.preset and config.backbone == "resnet50"
         assert config.projector == "8192-8192-8192" and config.epochs == 200
+
+
+def test_the_dinov2_and_two_teacher_configs():
+    from mvmr_keras.teachers import distillation
+
+    (dino,) = distillation.teacher_specs(importlib.import_module("configs.stl10_dinov2").get_config())
+    assert dino.preset == "dinov2_base" and dino.image_size == 518 and dino.image_size % 14 == 0
+    assert dino.embedding == "cls+mean" and dino.interpolation == ""  # the converter's own
+    config = importlib.import_module("configs.stl10_clip_dinov2").get_config()
+    specs = distillation.teacher_specs(config)
+    assert [(s.name, s.preset) for s in specs] == [
+        ("clip", "clip_vit_base_patch16"), ("dinov2", "dinov2_base")]
+    assert not config.teacher.preset and config.backbone == "resnet50"
+    assert sum(s.weight for s in specs) == 1.0

@@ -9,7 +9,8 @@ Reads, with `torch.load(weights_only=True)` (never arbitrary unpickling):
   (`Linear, BatchNorm1d, ReLU` repeated, then `Linear`: indices 0, 1, 3,
   4, 6 for 8192-8192-8192) and `online_finetuner.*`; the module's fixed
   feature extractors (`_scatnet`, `_hog`) and a CLIP teacher (`clip`) are
-  skipped;
+  skipped; the fine-tuning module's `encoder.*` (the backbone) and
+  `classifier.*` are read too;
 - the `{'encoder': ..., 'online_finetuner': ...}` files of the official
   `scripts/save_self_weights.py` (and `save_clip_weights.py`), and the
   `{'encoder': <backbone only>, 'classifier': ...}` files of
@@ -141,11 +142,15 @@ def split_checkpoint(checkpoint):
     if isinstance(checkpoint.get("state_dict"), dict):  # Lightning
         state = {k: v for k, v in checkpoint["state_dict"].items()
                  if not k.startswith(SKIPPED_PREFIXES)}
-        encoder, rest = _take_prefix(state, "_encoder.")
-        head, rest = _take_prefix(rest, "online_finetuner.")
+        # SelfSupervisedModule / CLIPSelfSupervisedModule, or the
+        # fine-tuned SemiSupervisedModule (`encoder` = the backbone).
+        encoder_prefix, head_prefix = ("_encoder.", "online_finetuner.") if any(
+            k.startswith("_encoder.") for k in state) else ("encoder.", "classifier.")
+        encoder, rest = _take_prefix(state, encoder_prefix)
+        head, rest = _take_prefix(rest, head_prefix)
         _no_leftovers(rest, "state_dict")
-        parts = _split_encoder(encoder, "state_dict", "_encoder.")
-        parts["head"], parts["prefixes"]["head"] = head or None, "online_finetuner."
+        parts = _split_encoder(encoder, "state_dict", encoder_prefix)
+        parts["head"], parts["prefixes"]["head"] = head or None, head_prefix
         parts["format"] = "lightning"
         return parts
     if isinstance(checkpoint.get("encoder"), dict):  # save_*_weights.py

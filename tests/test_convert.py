@@ -249,9 +249,13 @@ def test_semi_supervised_weights_give_encoder_and_classifier(tmp_path):
     encoder, head = official_model("resnet18", small_kernel=False, num_classes=5)
     torch.save({"encoder": encoder.backbone.state_dict(), "classifier": head.state_dict()},
                tmp_path / "semi.pth")
-    summary = convert.convert_checkpoint(str(tmp_path / "semi.pth"), str(tmp_path / "out"),
-                                         tiny_config(32), log=lambda _: None)
-    assert summary["written"] == ["encoder.keras", "linear_head.keras"]
+    state = {f"encoder.{k}": v for k, v in encoder.backbone.state_dict().items()}
+    state.update({f"classifier.{k}": v for k, v in head.state_dict().items()})
+    torch.save({"state_dict": state, "epoch": 1}, tmp_path / "semi.ckpt")  # its Lightning file
+    for name in ("semi.pth", "semi.ckpt"):
+        summary = convert.convert_checkpoint(str(tmp_path / name), str(tmp_path / "out"),
+                                             tiny_config(32), log=lambda _: None)
+        assert summary["written"] == ["encoder.keras", "linear_head.keras"]
     images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     features, _, logits = torch_outputs(encoder, head, images)
     keras_encoder = keras.saving.load_model(str(tmp_path / "out" / "encoder.keras"))

@@ -40,3 +40,12 @@ def test_bad_sizes_are_rejected(sizes):
 def test_config_round_trip():
     projector = Projector("8-4", name="proj")
     assert Projector.from_config(projector.get_config()).sizes == (8, 4)
+
+
+def test_batchnorm_settings_default_and_round_trip():
+    assert (Projector("8-4").hidden[0][1].epsilon, Projector("8-4").hidden[0][1].momentum) == (
+        1e-3, 0.99)  # Keras's defaults, unchanged for training
+    projector = Projector("8-4", batchnorm_epsilon=1e-5, batchnorm_momentum=0.9)
+    restored = Projector.from_config(projector.get_config())
+    bn = restored.hidden[0][1]
+    assert (bn.epsilon, bn.momentum) == (1e-5, 0.9)

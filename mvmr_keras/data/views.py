@@ -27,7 +27,7 @@ Example:
 (TensorShape([16, 32, 32, 3]), TensorShape([16, 32, 32, 3]))
 """
 
-POLICIES = ("custom", "randaugment", "autoaugment", "cifar", "cifar20")
+POLICIES = ("custom", "randaugment", "autoaugment", "cifar", "cifar20", "digits")
 
 # Normalisation statistics (names in models.encoder.NORMALIZATION_STATS)
 # per dataset, spec section 5.
@@ -295,6 +295,14 @@ class Policy:
         from mvmr_keras.data import augment_ops as ops
 
         flip_seed, jitter_seed, gray_seed, blur_seed = ops.split_seed(seed, 4)
+        if self.name == "digits":
+            # Grey glyphs: a mirrored 2 is no longer a 2 and hue means
+            # nothing, so brightness and contrast only, and a light blur
+            # (thin strokes vanish under the custom policy's sigma 2).
+            x = ops.fused_color(images, jitter_seed, 0.8, 0.4, 0.4, 0.0, 0.0, 0.0)
+            return ops.random_apply(
+                lambda y, s: ops.gaussian_blur(y, 3, (0.1, 1.0), s), x, blur_seed, 0.5
+            )
         if self.name == "custom":
             x = ops.fused_color(images, jitter_seed, 0.8, 0.8, 0.8, 0.8, 0.2, 0.2)
             return ops.gaussian_blur(x, 2 * int(0.05 * self.image_size) + 1, (0.1, 2.0), blur_seed)

@@ -10,7 +10,10 @@ the functions here directly. A run writes to its workdir:
     online_probe.keras    the online linear probe, resumed with the run
     model.keras       the whole MVMR model (encoder, projector, optimiser)
     encoder.keras     the encoder alone: [0, 255] images -> features
-    results.json      linear probe top-1 of the trained and untrained encoder
+    results.json      linear probe and kNN top-1 of the trained encoder, the
+                      untrained one (`random_init_*`) and the raw pixels
+                      (`pixels_*`), under the same protocols
+    curves.png        loss terms and probe/kNN accuracy per epoch
     results_<mode>.json   evaluate.py's protocols in `evaluation.after_training`
     teacher_cache/    precomputed teacher embeddings, when distilling with
                       `teacher.use_cache` (mvmr_keras.teachers.cache)
@@ -29,9 +32,10 @@ import numpy as np
 
 from mvmr_keras import data as data_lib
 from mvmr_keras import callbacks as callbacks_lib
-from mvmr_keras import evaluation, losses
+from mvmr_keras import evaluation, losses, plots
 from mvmr_keras import representations as representations_lib
 from mvmr_keras.models import MVMR, RESNET_ARCHITECTURES, ImageEncoder, ResNetBackbone
+from mvmr_keras.evaluation import baselines
 from mvmr_keras.models.encoder import NORMALIZATION_STATS
 from mvmr_keras.teachers import distillation
 
@@ -387,7 +391,9 @@ def _train(config, workdir, verbose, log, callbacks):
         heldout_args = (test[0][:heldout], setup.test_embeddings[:heldout], config.image_size)
         init_dcor = distillation.heldout_dcor(model, *heldout_args)
         log(f"Held-out dCor(z, teacher) at initialisation: {init_dcor:.4f}")
-    random_init_top1 = evaluation.encoder_linear_probe_top1(model.encoder, probe_train, test)
+    random_init = evaluation.frozen_scores(model.encoder, probe_train, test,
+                                           **baselines.knn_settings(config))
+    random_init_top1 = random_init["linear_probe_top1"]
     log(f"Linear probe top-1 of the encoder at initialisation: {random_init_top1:.4f}")
 
     model.compile(optimizer=build_optimizer(config, steps_per_epoch))
@@ -427,21 +433,26 @@ def _train(config, workdir, verbose, log, callbacks):
 
     model.save(os.path.join(workdir, "model.keras"))
     model.encoder.save(os.path.join(workdir, "encoder.keras"))
-    linear_probe_top1 = evaluation.encoder_linear_probe_top1(model.encoder, probe_train, test)
-    results = {
-        "linear_probe_top1": linear_probe_top1,
-        "random_init_top1": random_init_top1,
+    results = baselines.flat_results(
+        evaluation.frozen_scores(model.encoder, probe_train, test, **baselines.knn_settings(config)),
+        random_init,
+        baselines.pixel_scores(probe_train, test, config.image_size, config.normalization,
+                               **baselines.knn_settings(config)),
+    )
+    results.update({
         "backend": keras.backend.backend(),
         "epochs": config.epochs,
         "representation_objective": config.representation_objective,
         "train_seconds_this_session": round(train_seconds, 1),
         "final_logs": {k: v[-1] for k, v in history_writer.read().items()},
-    }
+    })
+    plots.plot_curves(history_writer.read(), os.path.join(workdir, "curves.png"),
+                      baselines.reference_lines(results))
     for mode in _after_training_modes(config):
         found = evaluation.evaluate(mode, os.path.join(workdir, "encoder.keras"), config,
                                     workdir, verbose=0, log=log)
         results[f"evaluation_{mode}"] = {
-            k: found[k] for k in ("top1", "top5", "map") if k in found
+            k: found[k] for k in ("top1", "top5", "map", "baselines") if k in found
         }
     if distillation.enabled(config):
         results["teacher_dcor_heldout"] = distillation.heldout_dcor(model, *heldout_args)
@@ -449,8 +460,5 @@ def _train(config, workdir, verbose, log, callbacks):
         log(f"Held-out dCor(z, teacher): {results['teacher_dcor_heldout']:.4f} "
             f"(at initialisation: {init_dcor:.4f}).")
     _write_json(os.path.join(workdir, "results.json"), results)
-    log(
-        f"Linear probe top-1: {linear_probe_top1:.4f} "
-        f"(at initialisation: {random_init_top1:.4f}). Outputs in {workdir}."
-    )
+    log(f"{baselines.summary_line(results)}. Outputs in {workdir}.")
     return results

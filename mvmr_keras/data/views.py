@@ -43,6 +43,7 @@ NORMALIZATION_BY_DATASET = {
     "cifar10": "cifar",
     "cifar20": "cifar",
     "cifar100": "cifar",
+    "fashion_mnist": "fashion_mnist",
 }
 
 # Cache decoded images in memory up to this many bytes (`cache="auto"`).

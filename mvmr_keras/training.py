@@ -449,8 +449,9 @@ def _train(config, workdir, verbose, log, callbacks):
     plots.plot_curves(history_writer.read(), os.path.join(workdir, "curves.png"),
                       baselines.reference_lines(results))
     for mode in _after_training_modes(config):
+        # The untrained encoder is gone by now; its scores are above.
         found = evaluation.evaluate(mode, os.path.join(workdir, "encoder.keras"), config,
-                                    workdir, verbose=0, log=log)
+                                    workdir, verbose=0, log=log, baselines=("pixels",))
         results[f"evaluation_{mode}"] = {
             k: found[k] for k in ("top1", "top5", "map", "baselines") if k in found
         }

@@ -28,3 +28,17 @@ def test_config_validates(name):
     if name.endswith("_clip"):
         assert config.teacher.preset and config.backbone == "resnet50"
         assert config.projector == "8192-8192-8192" and config.epochs == 200
+
+
+def test_fashion_mnist_comes_at_two_scales():
+    from configs import fashion_mnist
+
+    cpu, gpu = fashion_mnist.get_config(), fashion_mnist.get_config("gpu")
+    for config in (cpu, gpu):
+        training.validate_config(config)
+        assert config.dataset == "fashion_mnist" and config.image_size == 28
+    # The CPU scale: narrower, a subset per epoch, fewer epochs.
+    assert cpu.backbone_width < gpu.backbone_width and cpu.epochs < gpu.epochs
+    assert cpu.steps_per_epoch * cpu.batch_size < 60_000 and gpu.steps_per_epoch is None
+    with pytest.raises(ValueError, match="unknown scale 'tpu'"):
+        fashion_mnist.get_config("tpu")

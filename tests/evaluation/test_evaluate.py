@@ -171,7 +171,7 @@ def test_embedding_mode_writes_the_map_and_projector_files(encoder_path, tmp_pat
     projector = os.path.join(str(tmp_path), "projector")
     tensors = np.loadtxt(os.path.join(projector, "tensors.tsv"))
     labels = np.loadtxt(os.path.join(projector, "metadata.tsv"), dtype=int)
-    assert tensors.shape == (120, 32) and labels.shape == (120,)
+    assert tensors.shape == (120, 128) and labels.shape == (120,)  # width 16: 8 * 16
     # The rows are the encoder's features of the test images they label.
     images, test_labels = data.load_digits("test")
     features = extract_features(keras.saving.load_model(encoder_path), images)

@@ -8,8 +8,11 @@ full image by a policy of spec section 5. Both are float32 with pixel
 values in [0, 255]: normalisation happens inside the encoder, with the
 dataset's statistics (`NORMALIZATION_BY_DATASET`).
 
-The pipeline is `tf.data` on every Keras backend. The `custom`, `cifar`
-and `cifar20` policies are batched stateless TensorFlow ops
+The `digits` policy is for grey glyphs (digits, letters): a random resized
+crop without flip, brightness and contrast jitter, a light blur.
+
+The pipeline is `tf.data` on every Keras backend. The `custom`, `cifar`,
+`cifar20` and `digits` policies are batched stateless TensorFlow ops
 (`augment_ops`): fast, and with a seed the batches are the same on every
 run whatever the parallelism. `randaugment` and `autoaugment` are built
 here around KerasCV's operations (KerasCV's RandAugment set; AutoAugment's

@@ -6,6 +6,11 @@ Modes (spec section 8; details in mvmr_keras/evaluation/protocols.py):
     knn       weighted k-nearest neighbours on normalised frozen features
     finetune  encoder + linear head fine-tuned on a fraction of the labels
     voc07     linear multi-label classifier on frozen features, mAP
+    embedding embedding.png (t-SNE, or UMAP if installed, of the test
+              features coloured by label) and TensorBoard projector files
+
+Linear, kNN and VOC07 report, beside the encoder's score, the same protocol
+on the raw pixels and on the config's untrained model (`--baselines`).
 
 The data and the protocol settings come from `--config` (the config's
 `evaluation` block; override any field: `--config.evaluation.epochs=20`).
@@ -28,7 +33,7 @@ try:
 except ValueError as e:  # Keras refuses an unknown KERAS_BACKEND at import
     sys.exit(f"error: {e}; KERAS_BACKEND must be tensorflow, jax or torch")
 
-MODES = ("linear", "knn", "finetune", "voc07")
+MODES = ("linear", "knn", "finetune", "voc07", "embedding")
 
 
 _CONFIG = cli.define_config_flag()
@@ -37,6 +42,9 @@ _ENCODER = flags.DEFINE_string("encoder", None, "Path to an encoder.keras.", req
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default: the encoder's).")
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Replace existing results_<mode>.json and head files in the output folder.")
+_BASELINES = flags.DEFINE_list(
+    "baselines", ["pixels", "random_init"],
+    "Baselines scored under the same protocol (linear, knn, voc07); empty for none.")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bars, only the results.")
 
 
@@ -46,7 +54,8 @@ def main(argv):
 
     try:
         evaluation.evaluate(_MODE.value, _ENCODER.value, config, _WORKDIR.value,
-                            verbose=0 if _QUIET.value else 1, overwrite=_OVERWRITE.value)
+                            verbose=0 if _QUIET.value else 1, overwrite=_OVERWRITE.value,
+                            baselines=_BASELINES.value)
     except evaluation.EvaluationError as e:
         sys.exit(f"error: {e}")
 

@@ -100,6 +100,8 @@ def get_config():
     # --mode=knn (and KNNMonitor).
     evaluation.knn_k = 20
     evaluation.knn_temperature = 0.07
+    # --mode=embedding: test images in the 2-D map (t-SNE).
+    evaluation.embedding_points = 2000
     # --mode=finetune: encoder + head on a class-balanced label fraction.
     evaluation.label_fraction = 0.1
     evaluation.finetune_epochs = 20

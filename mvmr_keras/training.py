@@ -13,7 +13,10 @@ the functions here directly. A run writes to its workdir:
     history.json      every epoch's logs (strict JSON: NaN is null)
     model.keras       the whole MVMR model (encoder, projector, optimiser)
     encoder.keras     the encoder alone: [0, 255] images -> features
-    results.json      linear probe top-1 of the trained and untrained encoder
+    results.json      linear probe and kNN top-1 of the trained encoder, the
+                      untrained one (`random_init_*`) and the raw pixels
+                      (`pixels_*`), under the same protocols
+    curves.png        loss terms and probe/kNN accuracy per epoch
     results_<mode>.json   evaluate.py's protocols in `evaluation.after_training`
     teacher_cache/    precomputed teacher embeddings, when distilling with
                       `teacher.use_cache` (mvmr_keras.teachers.cache)
@@ -31,10 +34,11 @@ import numpy as np
 
 from mvmr_keras import data as data_lib
 from mvmr_keras import callbacks as callbacks_lib
-from mvmr_keras import evaluation, losses
+from mvmr_keras import evaluation, losses, plots
 from mvmr_keras import workdir as workdir_lib
 from mvmr_keras import representations as representations_lib
 from mvmr_keras.models import MVMR, RESNET_ARCHITECTURES, ImageEncoder, ResNetBackbone
+from mvmr_keras.evaluation import baselines
 from mvmr_keras.models.encoder import NORMALIZATION_STATS
 from mvmr_keras.teachers import distillation
 
@@ -418,10 +422,11 @@ def _train(config, workdir, verbose, log, callbacks):
     # marks the run as started): the baseline the run must beat.
     run_path = os.path.join(workdir, "run.json")
     run_info = workdir_lib.read_json(run_path, {}) if done else {}
-    if "random_init_top1" not in run_info:
-        run_info["random_init_top1"] = evaluation.encoder_linear_probe_top1(
-            model.encoder, probe_train, test)
-    random_init_top1 = run_info["random_init_top1"]
+    if "random_init" not in run_info:
+        run_info["random_init"] = baselines.frozen_scores(
+            model.encoder, probe_train, test, **baselines.knn_settings(config))
+    random_init = run_info["random_init"]
+    random_init_top1 = random_init["linear_probe_top1"]
     log(f"Linear probe top-1 of the encoder at initialisation: {random_init_top1:.4f}")
     _save_config(config, workdir)
     workdir_lib.write_json(run_path, run_info)
@@ -471,24 +476,31 @@ def _train(config, workdir, verbose, log, callbacks):
     for name, what in (("model.keras", model), ("encoder.keras", model.encoder)):
         with workdir_lib.atomic_path(os.path.join(workdir, name)) as tmp:
             what.save(tmp)
-    linear_probe_top1 = evaluation.encoder_linear_probe_top1(model.encoder, probe_train, test)
     sessions = checkpoint.state.get("sessions", [])
     backends = list(dict.fromkeys(s["backend"] for s in sessions if s.get("train_seconds")))
-    results = {
-        "linear_probe_top1": linear_probe_top1,
-        "random_init_top1": random_init_top1,
+    results = baselines.flat_results(
+        baselines.frozen_scores(model.encoder, probe_train, test, **baselines.knn_settings(config)),
+        random_init,
+        baselines.pixel_scores(probe_train, test, config.image_size, config.normalization,
+                               **baselines.knn_settings(config)),
+    )
+    results.update({
         "backend": "+".join(backends) or keras.backend.backend(),
         "epochs": config.epochs,
         "representation_objective": config.representation_objective,
         "train_seconds": round(sum(s.get("train_seconds", 0) for s in sessions), 1),
         "train_seconds_per_session": [round(s.get("train_seconds", 0), 1) for s in sessions],
         "final_logs": {k: v[-1] for k, v in checkpoint.history.items()},
-    }
+    })
+    with workdir_lib.atomic_path(os.path.join(workdir, "curves.png")) as tmp:
+        plots.plot_curves(checkpoint.history, tmp, baselines.reference_lines(results))
     for mode in _after_training_modes(config):
+        # The untrained encoder is gone by now; its scores are above.
         found = evaluation.evaluate(mode, os.path.join(workdir, "encoder.keras"), config,
-                                    workdir, verbose=0, log=log, overwrite=True)
+                                    workdir, verbose=0, log=log, overwrite=True,
+                                    baselines=("pixels",))
         results[f"evaluation_{mode}"] = {
-            k: found[k] for k in ("top1", "top5", "map") if k in found
+            k: found[k] for k in ("top1", "top5", "map", "baselines") if k in found
         }
     if distillation.enabled(config):
         final_dcor = distillation.heldout_dcors(model, config, setup, test[0])
@@ -496,8 +508,5 @@ def _train(config, workdir, verbose, log, callbacks):
         log(f"Held-out dCor(z, teacher): {distillation.describe(final_dcor)} "
             f"(at initialisation: {distillation.describe(init_dcor)}).")
     workdir_lib.write_json(os.path.join(workdir, "results.json"), results)
-    log(
-        f"Linear probe top-1: {linear_probe_top1:.4f} "
-        f"(at initialisation: {random_init_top1:.4f}). Outputs in {workdir}."
-    )
+    log(f"{baselines.summary_line(results)}. Outputs in {workdir}.")
     return results

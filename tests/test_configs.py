@@ -42,3 +42,17 @@ def test_the_dinov2_and_two_teacher_configs():
         ("clip", "clip_vit_base_patch16"), ("dinov2", "dinov2_base")]
     assert not config.teacher.preset and config.backbone == "resnet50"
     assert sum(s.weight for s in specs) == 1.0
+
+
+def test_fashion_mnist_comes_at_two_scales():
+    from configs import fashion_mnist
+
+    cpu, gpu = fashion_mnist.get_config(), fashion_mnist.get_config("gpu")
+    for config in (cpu, gpu):
+        training.validate_config(config)
+        assert config.dataset == "fashion_mnist" and config.image_size == 28
+    # The CPU scale: narrower, a subset per epoch, fewer epochs.
+    assert cpu.backbone_width < gpu.backbone_width and cpu.epochs < gpu.epochs
+    assert cpu.steps_per_epoch * cpu.batch_size < 60_000 and gpu.steps_per_epoch is None
+    with pytest.raises(ValueError, match="unknown scale 'tpu'"):
+        fashion_mnist.get_config("tpu")

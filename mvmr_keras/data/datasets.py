@@ -9,6 +9,7 @@ vector of its 20 classes. `load_numpy` gathers a whole split into
 | name | splits | labels |
 | --- | --- | --- |
 | `digits` | train, test | 10 (bundled with scikit-learn) |
+| `fashion_mnist` | train, test | 10 (Debian's `dataset-fashion-mnist`, else TFDS) |
 | `stl10` | train, test, unlabelled, train+unlabelled | 10 |
 | `cifar10`, `cifar100` | train, test | 10, 100 |
 | `cifar20` | train, test | CIFAR-100's 20 coarse labels |
@@ -34,6 +35,7 @@ import os
 
 import numpy as np
 
+from mvmr_keras.data import fashion_mnist
 from mvmr_keras.data.digits import DIGITS_SPLITS, load_digits
 from mvmr_keras.data.folder import load_folder
 
@@ -47,6 +49,8 @@ TFDS_DATASETS = {
                         "unlabelled": "unlabelled",
                         "train+unlabelled": "train+unlabelled"}, "label"),
     "cifar10": ("cifar10", _CIFAR_SPLITS, "label"),
+    # Read from Debian's package files when installed (fashion_mnist.py).
+    "fashion_mnist": ("fashion_mnist", _CIFAR_SPLITS, "label"),
     "cifar100": ("cifar100", _CIFAR_SPLITS, "label"),
     # CIFAR-20: CIFAR-100's 20 coarse (superclass) labels.
     "cifar20": ("cifar100", _CIFAR_SPLITS, "coarse_label"),
@@ -119,6 +123,8 @@ def _check_split(name, split):
 
 def _not_prepared(name, builder_name, data_dir):
     base = builder_name.split("/")[0]
+    if name == "fashion_mnist":
+        return DatasetNotFoundError(fashion_mnist.missing_message(data_dir))
     if base in _MANUAL_DOWNLOAD:
         return DatasetNotFoundError(
             f"Dataset {name!r} is not prepared in {data_dir}. ImageNet cannot be "
@@ -163,8 +169,8 @@ def load(name, split, data_dir=None):
     _check_split(name, split)
     import tensorflow as tf
 
-    if name == "digits":
-        images, labels = load_digits(split)
+    if name == "digits" or _fashion_mnist_from_debian(name):
+        images, labels = load_numpy(name, split)
         return tf.data.Dataset.from_tensor_slices((images, labels.astype("int64")))
     data_dir = _tfds_dir(data_dir)
     builder, ds = _tfds_split(name, split, data_dir)
@@ -207,6 +213,10 @@ def load(name, split, data_dir=None):
     return ds
 
 
+def _fashion_mnist_from_debian(name):
+    return name == "fashion_mnist" and fashion_mnist.debian_available(fashion_mnist.DEBIAN_DIR)
+
+
 def load_numpy(name, split, data_dir=None, image_size=None):
     """A whole split in memory: `(uint8 (N, H, W, 3) images, labels)`,
     labels int32 (float32 multi-hot for `voc2007`). Without `image_size`
@@ -216,6 +226,12 @@ def load_numpy(name, split, data_dir=None, image_size=None):
     if name == "digits":  # no TensorFlow needed at the bundled size
         _check_split(name, split)
         images, labels = load_digits(split)
+        if image_size is None or images.shape[1:3] == (image_size, image_size):
+            return images, labels
+        return _resized(images, image_size), labels
+    if _fashion_mnist_from_debian(name):  # nor here, at the files' size
+        _check_split(name, split)
+        images, labels = fashion_mnist.load_fashion_mnist(split, fashion_mnist.DEBIAN_DIR)
         if image_size is None or images.shape[1:3] == (image_size, image_size):
             return images, labels
         return _resized(images, image_size), labels

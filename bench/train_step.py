@@ -99,7 +99,7 @@ def benchmark_config(name, resnet18_96_projector="8192-8192-8192", batch_size=No
     """The two benchmarked configs, as ml_collections ConfigDicts;
     `batch_size` replaces the config's own when given."""
     sys.path.insert(0, REPO_ROOT)
-    from configs import digits
+    from mvmr_keras.configs import digits
 
     config = digits.get_config()
     if name == "resnet18_96":

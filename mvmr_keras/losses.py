@@ -175,6 +175,8 @@ def mvmr_loss(
     variance_epsilon=1e-4,
     teacher=None,
     teacher_weight=1.0,
+    teachers=None,
+    teacher_weights=None,
 ):
     """All MV-MR loss terms for one batch.
 
@@ -191,12 +193,16 @@ def mvmr_loss(
         teacher: optional teacher embedding t(x) of the original view,
             `(B, D_t)`; adds `teacher_weight * (1 - dCor(z~, t(x)))`.
         teacher_weight: weight of the teacher term.
+        teachers: several teachers' embeddings, a dict name -> `(B, D_k)`;
+            each adds `teacher_weights[name] * (1 - dCor(z~, t_k(x)))`.
+        teacher_weights: dict name -> weight (default 1 each).
 
     Returns:
         dict with the total `loss` and its parts: `mse`, `std` (the
         variance hinge), `dcor_zz` = dCor(z, z~) and one `dcor_<name>` =
         dCor(r_name(x), z~) per representation, and `dcor_teacher` =
-        dCor(z~, t(x)) when a teacher embedding is given. The dCor entries are the
+        dCor(z~, t(x)) when a teacher embedding is given, `dcor_teacher_<name>`
+        for each of `teachers`. The dCor entries are the
         raw dependences in [0, 1], which is what one wants to watch; `loss`
         applies `1 - d` (or T) to them.
     """
@@ -220,11 +226,15 @@ def mvmr_loss(
         loss = loss + float(weights.get(name, 1.0)) * representation_term(
             dcor, objective
         )
-    if teacher is not None:
-        # The teacher term always maximises the dependence (spec section 6),
-        # whatever `objective` says about the hand-crafted representations.
-        dcor = distance_correlation(z_aug, ops.stop_gradient(ops.convert_to_tensor(teacher)))
-        terms["dcor_teacher"] = dcor
-        loss = loss + float(teacher_weight) * (1.0 - dcor)
+    # The teacher terms always maximise the dependence (spec section 6),
+    # whatever `objective` says about the hand-crafted representations.
+    named = {} if teacher is None else {"dcor_teacher": (teacher, teacher_weight)}
+    teacher_weights = teacher_weights or {}
+    for name, embedding in (teachers or {}).items():
+        named[f"dcor_teacher_{name}"] = (embedding, teacher_weights.get(name, 1.0))
+    for term, (embedding, weight) in named.items():
+        dcor = distance_correlation(z_aug, ops.stop_gradient(ops.convert_to_tensor(embedding)))
+        terms[term] = dcor
+        loss = loss + float(weight) * (1.0 - dcor)
     terms["loss"] = loss
     return terms

@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -68,11 +69,35 @@ def _load_keras_model(path, what):
 
     if not os.path.exists(path):
         raise ExportError(f"{what} file {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ExportError(f"{what} file {path} is truncated or not a .keras archive")
     try:
-        return keras.saving.load_model(path)
+        model = keras.saving.load_model(path)
     except Exception as e:  # a corrupt file or not a Keras archive at all
-        reason = str(e).split(". ")[0]
+        reason = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"{what} file {path} is not a loadable Keras model ({reason})") from None
+    bad = [v.path for v in model.weights
+           if "float" in str(v.dtype)
+           and not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))]
+    if bad:
+        raise ExportError(
+            f"{what} file {path} has {len(bad)} non-finite weight arrays (e.g. {bad[0]}); "
+            "it comes from a diverged run and is not exported"
+        )
+    return model
+
+
+def _check_image_encoder(encoder, path):
+    """An export takes an images -> features model, not e.g. model.keras."""
+    try:
+        in_shape, out_shape = tuple(encoder.input.shape), tuple(encoder.output.shape)
+    except (AttributeError, ValueError):
+        in_shape = out_shape = None
+    if in_shape is None or len(in_shape) != 4 or len(out_shape) != 2:
+        raise ExportError(
+            f"{path} is not an image encoder (images -> features); export the "
+            "workdir's encoder.keras, not model.keras"
+        )
 
 
 def _build_archive(encoder, head):
@@ -137,13 +162,18 @@ def _check_reloaded(path, encoder, head, log):
     got_bytes = reloaded.signatures["serving_bytes"](image_bytes=tf.constant(png))
     worst = 0.0
     for name, want in expected.items():
+        if not np.all(np.isfinite(want)):
+            raise ExportError(
+                f"the Keras model's {name} is non-finite (NaN/inf) on test images; "
+                "nothing to serve"
+            )
         for signature, outputs in (("serving_default", got), ("serving_bytes", got_bytes)):
             have = outputs[name].numpy()
             difference = float(np.max(np.abs(have - want)))
             relative = difference / max(float(np.max(np.abs(want))), 1e-12)
-            worst = max(worst, relative)
+            worst = max(worst, relative) if np.isfinite(relative) else float("nan")
             log(f"  {signature}/{name}: max abs difference {difference:.3g} (relative {relative:.3g})")
-    if worst > RELATIVE_TOLERANCE:
+    if not worst <= RELATIVE_TOLERANCE:  # NaN fails too
         raise ExportError(
             f"the reloaded SavedModel differs from the Keras model by {worst:.3g} "
             f"relative (> {RELATIVE_TOLERANCE}); the export at {path} is not faithful"
@@ -177,6 +207,7 @@ def export_saved_model(encoder_path, output_dir, version=None, head_path=None, l
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ExportError(f"output path {output_dir} is a file, not a directory")
     encoder = _load_keras_model(encoder_path, "encoder")
+    _check_image_encoder(encoder, encoder_path)
     head = None
     if head_path:
         head = _load_keras_model(head_path, "head")
@@ -197,8 +228,12 @@ def export_saved_model(encoder_path, output_dir, version=None, head_path=None, l
     if os.path.exists(path):
         raise ExportError(f"version {version} already exists at {path}; never overwritten")
     archive = _build_archive(encoder, head)
-    os.makedirs(output_dir, exist_ok=True)
-    archive.write_out(path, verbose=False)
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        archive.write_out(path, verbose=False)
+    except Exception as e:  # OSError, or TensorFlow's own errors for a read-only folder
+        reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0][:160]
+        raise ExportError(f"cannot write the SavedModel to {path} ({reason})") from None
     log(f"Wrote SavedModel version {version} to {path}")
     log("Reloaded with TensorFlow and compared with the Keras model:")
     _check_reloaded(path, encoder, head, log)

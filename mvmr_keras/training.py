@@ -3,14 +3,20 @@
 `train.py` is a thin flag parser around `train(config, workdir)`; tests call
 the functions here directly. A run writes to its workdir:
 
-    config.json       the config it ran with
-    backup/           BackupAndRestore state (resume after an interruption)
-    tensorboard/      TensorBoard logs
-    history.json      every epoch's logs, kept across resumptions
-    online_probe.keras    the online linear probe, resumed with the run
+    .lock             held while a run uses the workdir (pid and host)
+    config.json       the config it ran with (written when training starts)
+    run.json          the encoder's linear probe top-1 at initialisation
+    checkpoints/      one directory per completed epoch (weights, optimiser,
+                      history, online probe), the newest two kept; see
+                      mvmr_keras/workdir.py
+    tensorboard/      TensorBoard logs, one event file per epoch
+    history.json      every epoch's logs (strict JSON: NaN is null)
     model.keras       the whole MVMR model (encoder, projector, optimiser)
     encoder.keras     the encoder alone: [0, 255] images -> features
-    results.json      linear probe top-1 of the trained and untrained encoder
+    results.json      linear probe and kNN top-1 of the trained encoder, the
+                      untrained one (`random_init_*`) and the raw pixels
+                      (`pixels_*`), under the same protocols
+    curves.png        loss terms and probe/kNN accuracy per epoch
     results_<mode>.json   evaluate.py's protocols in `evaluation.after_training`
     teacher_cache/    precomputed teacher embeddings, when distilling with
                       `teacher.use_cache` (mvmr_keras.teachers.cache)
@@ -22,19 +28,28 @@ history also holds `probe_top1/5` (and `knn_top1/5`) on the test split.
 import json
 import math
 import os
-import time
 
 import keras
 import numpy as np
 
 from mvmr_keras import data as data_lib
 from mvmr_keras import callbacks as callbacks_lib
-from mvmr_keras import evaluation, losses
+from mvmr_keras import evaluation, losses, plots
+from mvmr_keras import workdir as workdir_lib
 from mvmr_keras import representations as representations_lib
 from mvmr_keras.models import MVMR, RESNET_ARCHITECTURES, ImageEncoder, ResNetBackbone
+from mvmr_keras.evaluation import baselines
 from mvmr_keras.models.encoder import NORMALIZATION_STATS
 from mvmr_keras.teachers import distillation
 
+REQUIRED_FIELDS = (
+    "dataset", "data_dir", "train_split", "probe_train_split", "test_split", "image_size",
+    "policy", "crop_scale", "normalization", "backbone", "backbone_width", "backbone_depths",
+    "small_kernel_stem", "zero_init_residual", "projector", "representations",
+    "representation_objective", "variance_margin", "epochs", "batch_size", "steps_per_epoch",
+    "optimizer", "learning_rate", "final_learning_rate", "weight_decay", "warmup_epochs",
+    "mixed_precision", "seed",
+)
 MIXED_PRECISION_POLICIES = ("", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adam", "adamw")
 
@@ -47,6 +62,10 @@ class TrainingDiverged(RuntimeError):
     """A loss term became NaN or infinite."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during training; the message says how to resume."""
+
+
 def _config_dict(config):
     return config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
@@ -54,6 +73,11 @@ def _config_dict(config):
 def validate_config(config):
     """Raises `ConfigError` with a one-line reason for a config that can't run."""
     c = _config_dict(config)
+    missing = [f for f in REQUIRED_FIELDS if f not in c]
+    if missing:
+        raise ConfigError(
+            f"the config lacks {', '.join(missing)}; derive it from configs/digits.py"
+        )
     if not data_lib.is_dataset_name(c["dataset"]):
         raise ConfigError(
             f"unknown dataset {c['dataset']!r}; available: {list(data_lib.DATASETS)} "
@@ -75,6 +99,9 @@ def validate_config(config):
         raise ConfigError(f"steps_per_epoch must be >= 1 or unset; got {c['steps_per_epoch']}")
     if c["warmup_epochs"] < 0:
         raise ConfigError(f"warmup_epochs must be >= 0; got {c['warmup_epochs']}")
+    for field in ("learning_rate", "final_learning_rate", "weight_decay"):
+        if not math.isfinite(c[field]):
+            raise ConfigError(f"{field} must be a finite number; got {c[field]}")
     if c["learning_rate"] <= 0:
         raise ConfigError(f"learning_rate must be > 0; got {c['learning_rate']}")
     if c["optimizer"] not in OPTIMIZERS:
@@ -103,16 +130,38 @@ def validate_config(config):
     if c["policy"] not in data_lib.POLICIES:
         raise ConfigError(f"unknown policy {c['policy']!r}; available: {list(data_lib.POLICIES)}")
     try:
-        representations_lib.parse(c["representations"])
+        parsed = representations_lib.parse(c["representations"])
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    _check_representations_take(parsed, c["image_size"])
     for mode in _after_training_modes(config):
         if mode not in evaluation.MODES:
             raise ConfigError(
                 f"unknown evaluation.after_training mode {mode!r}; available: "
                 f"{list(evaluation.MODES)}"
             )
-    _validate_teacher(c.get("teacher") or {})
+    _validate_teacher(config)
+
+
+def _check_representations_take(parsed, image_size):
+    """Runs each representation on one blank image of the config's size, so
+    that a size one of them cannot take (HOG's pooling of 30 px) fails here,
+    not after the data has loaded."""
+    images = np.zeros((1, image_size, image_size, 3), "float32")
+    for layer, _ in parsed:
+        try:
+            out = keras.ops.convert_to_numpy(layer(images))
+        except Exception as e:  # shape errors differ per backend
+            reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise ConfigError(
+                f"representation {layer.name!r} cannot take {image_size}x{image_size} images "
+                f"({reason}); choose another image_size"
+            ) from None
+        if out.size == 0:
+            raise ConfigError(
+                f"representation {layer.name!r} gives no features at {image_size}x{image_size}; "
+                "choose a larger image_size"
+            )
 
 
 def _after_training_modes(config):
@@ -124,7 +173,8 @@ def evaluation_callbacks(config, probe_train, test, probe_checkpoint=None):
     """The online probe and kNN monitor the config's `evaluation` block asks
     for, on `(images, labels)` of the probe-train and test splits. They go
     before the callbacks that read their logs. The probe is saved to (and
-    resumed from) `probe_checkpoint` when given."""
+    resumed from) `probe_checkpoint` when given (the trainer instead saves
+    it inside each epoch's checkpoint, `workdir.ProbePart`)."""
     block = config.get("evaluation") or {}
     found = []
     if block.get("online_probe"):
@@ -140,28 +190,19 @@ def evaluation_callbacks(config, probe_train, test, probe_checkpoint=None):
     return found
 
 
-def _validate_teacher(t):
-    if not t.get("preset"):
-        return
-    from mvmr_keras.teachers.clip import INTERPOLATIONS
-
-    for field in ("image_size", "batch_size", "cache_chunk_size"):
-        if t[field] < 1:
-            raise ConfigError(f"teacher.{field} must be >= 1; got {t[field]}")
-    if t["weight"] < 0:
-        raise ConfigError(f"teacher.weight must be >= 0; got {t['weight']}")
-    if t["interpolation"] not in INTERPOLATIONS:
-        raise ConfigError(
-            f"unknown teacher.interpolation {t['interpolation']!r}; "
-            f"available: {list(INTERPOLATIONS)}"
-        )
+def _validate_teacher(config):
+    try:
+        distillation.validate(config)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def build_model(config, teacher=None):
     """The MVMR model a config describes (not compiled).
 
-    With a teacher in the config, `teacher` is the live teacher layer, or
-    `None` when the batches bring cached teacher embeddings."""
+    With teachers in the config, `teacher` is the live teacher layer (a
+    dict name -> layer for several), or `None` when the batches bring
+    cached teacher embeddings."""
     backbone = ResNetBackbone.from_name(
         config.backbone,
         width=config.backbone_width,
@@ -179,8 +220,7 @@ def build_model(config, teacher=None):
         representation_weights=[weight for _, weight in parsed],
         representation_objective=config.representation_objective,
         variance_margin=config.variance_margin,
-        teacher=teacher,
-        teacher_weight=config.teacher.weight if distillation.enabled(config) else None,
+        **distillation.model_arguments(config, teacher),
     )
     model.build((None, config.image_size, config.image_size, 3))
     return model
@@ -241,37 +281,6 @@ class StopOnNaNTerm(keras.callbacks.Callback):
                 return
 
 
-class JSONHistory(keras.callbacks.Callback):
-    """Writes every epoch's logs to a JSON file as the epoch ends, so that
-    nothing is lost on interruption and a resumed run appends to it."""
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-
-    def read(self):
-        if not os.path.exists(self.path):
-            return {}
-        with open(self.path) as f:
-            return json.load(f)
-
-    def on_epoch_end(self, epoch, logs=None):
-        history = self.read()
-        for name, value in (logs or {}).items():
-            values = history.setdefault(name, [])
-            del values[epoch:]  # an epoch re-run after a resume replaces its entry
-            values.extend([None] * (epoch - len(values)))
-            values.append(float(value))
-        _write_json(self.path, history)
-
-
-def _write_json(path, obj):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)  # atomic: an interruption never leaves half a file
-
-
 def _check_workdir(config, workdir):
     """Refuses to mix two different configs in one workdir.
 
@@ -293,22 +302,22 @@ def _check_workdir(config, workdir):
 
 def _save_config(config, workdir):
     os.makedirs(workdir, exist_ok=True)
-    _write_json(os.path.join(workdir, "config.json"), _config_dict(config))
-
-
-def _completed_epochs(backup_dir):
-    path = os.path.join(backup_dir, "training_metadata.json")
-    if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        return int(json.load(f).get("epoch", 0))  # epochs completed
+    workdir_lib.write_json(os.path.join(workdir, "config.json"), _config_dict(config))
 
 
 def load_split(config, split):
+    """A labelled split in memory, every image resized (and centre-cropped
+    when not square) to `image_size`, as `data.views`' original view."""
     try:
-        return data_lib.load_numpy(config.dataset, split, data_dir=config.data_dir or None)
-    except data_lib.DatasetNotFoundError as e:
-        raise ConfigError(str(e)) from None
+        return data_lib.load_numpy(config.dataset, split, data_dir=config.data_dir or None,
+                                   image_size=config.image_size)
+    except (data_lib.DatasetNotFoundError, FileNotFoundError, ValueError) as e:
+        raise ConfigError(_one_line(e)) from None
+
+
+def _one_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_train_stream(config):
@@ -316,8 +325,8 @@ def load_train_stream(config):
     and its number of images."""
     try:
         ds = data_lib.load(config.dataset, config.train_split, data_dir=config.data_dir or None)
-    except data_lib.DatasetNotFoundError as e:
-        raise ConfigError(str(e)) from None
+    except (data_lib.DatasetNotFoundError, FileNotFoundError, ValueError) as e:
+        raise ConfigError(_one_line(e)) from None
     num_images = int(ds.cardinality())
     if num_images < 0:  # filtered or folder datasets: count once
         num_images = int(ds.reduce(0, lambda n, _: n + 1))
@@ -331,13 +340,30 @@ def train(config, workdir, verbose="auto", log=print, callbacks=()):
     to `results.json`.
     """
     validate_config(config)
-    _check_workdir(config, workdir)
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(config.mixed_precision or "float32")
+    lock = workdir_lib.WorkdirLock(workdir, log=log)
     try:
+        lock.acquire()
+    except workdir_lib.WorkdirError as e:
+        raise ConfigError(str(e)) from None
+    previous_policy = keras.config.dtype_policy()
+    try:
+        _check_workdir(config, workdir)
+        keras.config.set_dtype_policy(config.mixed_precision or "float32")
         return _train(config, workdir, verbose, log, callbacks)
+    except KeyboardInterrupt as e:
+        if isinstance(e, TrainingInterrupted):
+            raise
+        done = workdir_lib.EpochCheckpoint(workdir, log=_silent).completed_on_disk()
+        raise TrainingInterrupted(
+            f"interrupted; rerun the same command to resume from epoch {done + 1}"
+        ) from None
     finally:
         keras.config.set_dtype_policy(previous_policy)
+        lock.release()
+
+
+def _silent(*args):
+    pass
 
 
 def _train(config, workdir, verbose, log, callbacks):
@@ -361,8 +387,9 @@ def _train(config, workdir, verbose, log, callbacks):
         if setup.train_embeddings is not None:
             import tensorflow as tf
 
-            # (image, label, embedding): the embedding travels with its
-            # image (the stream's order is the cache's order).
+            # (image, label, embedding): the embedding (a dict of them for
+            # several teachers) travels with its image (the stream's order
+            # is the cache's order).
             train_images = tf.data.Dataset.zip(
                 train_images, tf.data.Dataset.from_tensor_slices(setup.train_embeddings)
             ).map(lambda example, embedding: (*example, embedding))
@@ -379,28 +406,39 @@ def _train(config, workdir, verbose, log, callbacks):
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
         dataset = dataset.repeat()
 
-    _save_config(config, workdir)
-    # The untrained encoder, probed first: the baseline the run must beat.
     model = build_model(config, teacher=teacher)
     if distillation.enabled(config):
-        heldout = min(len(test[0]), config.teacher.heldout_images)
-        heldout_args = (test[0][:heldout], setup.test_embeddings[:heldout], config.image_size)
-        init_dcor = distillation.heldout_dcor(model, *heldout_args)
-        log(f"Held-out dCor(z, teacher) at initialisation: {init_dcor:.4f}")
-    random_init_top1 = evaluation.encoder_linear_probe_top1(model.encoder, probe_train, test)
-    log(f"Linear probe top-1 of the encoder at initialisation: {random_init_top1:.4f}")
-
+        init_dcor = distillation.heldout_dcors(model, config, setup, test[0])
+        log(f"Held-out dCor(z, teacher) at initialisation: {distillation.describe(init_dcor)}")
     model.compile(optimizer=build_optimizer(config, steps_per_epoch))
-    backup_dir = os.path.join(workdir, "backup")
-    done = _completed_epochs(backup_dir)
-    probe_checkpoint = os.path.join(workdir, "online_probe.keras")
+    probe_callbacks = evaluation_callbacks(config, probe_train, test)
+    checkpoint = workdir_lib.EpochCheckpoint(
+        workdir, log=log,
+        parts=[workdir_lib.ProbePart(c) for c in probe_callbacks
+               if isinstance(c, callbacks_lib.OnlineLinearProbe)],
+    )
+    done = checkpoint.completed_on_disk()
+    # The untrained encoder, probed first (once per run, before config.json
+    # marks the run as started): the baseline the run must beat.
+    run_path = os.path.join(workdir, "run.json")
+    run_info = workdir_lib.read_json(run_path, {}) if done else {}
+    if "random_init" not in run_info:
+        run_info["random_init"] = baselines.frozen_scores(
+            model.encoder, probe_train, test, **baselines.knn_settings(config))
+    random_init = run_info["random_init"]
+    random_init_top1 = random_init["linear_probe_top1"]
+    log(f"Linear probe top-1 of the encoder at initialisation: {random_init_top1:.4f}")
+    _save_config(config, workdir)
+    workdir_lib.write_json(run_path, run_info)
+    if done and config.steps_per_epoch:
+        # The repeated stream continues where the completed epochs left it,
+        # so a resumed run sees the batches an uninterrupted one would.
+        dataset = dataset.skip(min(done, config.epochs) * steps_per_epoch)
+
     if done:
-        log(f"Resuming from {backup_dir}: {done} of {config.epochs} epochs already completed.")
-    elif os.path.exists(probe_checkpoint):
-        os.remove(probe_checkpoint)  # a probe of another run's encoder
+        log(f"Resuming from {checkpoint.directory}: {done} of {config.epochs} epochs "
+            "already completed.")
     nan_stopper = StopOnNaNTerm(model.term_names)
-    history_writer = JSONHistory(os.path.join(workdir, "history.json"))
-    start = time.time()
     model.fit(
         dataset,
         epochs=config.epochs,
@@ -408,49 +446,67 @@ def _train(config, workdir, verbose, log, callbacks):
         verbose=verbose,
         shuffle=False,  # the dataset reshuffles itself every epoch
         callbacks=[
-            keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
-            *evaluation_callbacks(config, probe_train, test, probe_checkpoint),
-            keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
-            history_writer,
             nan_stopper,
+            *probe_callbacks,
+            checkpoint,  # after the callbacks that add to the logs
             *callbacks,
         ],
     )
-    train_seconds = time.time() - start
-    if nan_stopper.bad_term is not None:
-        epoch, step = nan_stopper.bad_at
+    if nan_stopper.bad_term is not None or checkpoint.refused is not None:
+        where = (f"epoch {checkpoint.completed} kept in {checkpoint.directory}"
+                 if checkpoint.completed else "no epoch had completed")
+        if nan_stopper.bad_term is not None:
+            epoch, step = nan_stopper.bad_at
+            what = f"loss term '{nan_stopper.bad_term}' became NaN/inf at epoch {epoch}, step {step}"
+        else:
+            what = f"epoch {checkpoint.completed + 1} was not saved: {checkpoint.refused}"
         raise TrainingDiverged(
-            f"loss term '{nan_stopper.bad_term}' became NaN/inf at epoch {epoch}, "
-            f"step {step}; training stopped (last good epoch kept in {backup_dir}). "
+            f"{what}; training stopped, nothing of it saved (last good {where}). "
             "Try a lower learning_rate or float32 precision."
         )
+    if checkpoint.completed < config.epochs:  # a callback stopped it early
+        log(f"Training stopped after {checkpoint.completed} of {config.epochs} epochs.")
 
-    model.save(os.path.join(workdir, "model.keras"))
-    model.encoder.save(os.path.join(workdir, "encoder.keras"))
-    linear_probe_top1 = evaluation.encoder_linear_probe_top1(model.encoder, probe_train, test)
-    results = {
-        "linear_probe_top1": linear_probe_top1,
-        "random_init_top1": random_init_top1,
-        "backend": keras.backend.backend(),
+    bad = workdir_lib.non_finite_weights(model)
+    if bad:
+        raise TrainingDiverged(
+            f"the model has {len(bad)} non-finite variables (e.g. {bad[0]}); "
+            "encoder.keras not written"
+        )
+    for name, what in (("model.keras", model), ("encoder.keras", model.encoder)):
+        with workdir_lib.atomic_path(os.path.join(workdir, name)) as tmp:
+            what.save(tmp)
+    sessions = checkpoint.state.get("sessions", [])
+    backends = list(dict.fromkeys(s["backend"] for s in sessions if s.get("train_seconds")))
+    results = baselines.flat_results(
+        baselines.frozen_scores(model.encoder, probe_train, test, **baselines.knn_settings(config)),
+        random_init,
+        baselines.pixel_scores(probe_train, test, config.image_size, config.normalization,
+                               **baselines.knn_settings(config)),
+    )
+    results.update({
+        "backend": "+".join(backends) or keras.backend.backend(),
         "epochs": config.epochs,
         "representation_objective": config.representation_objective,
-        "train_seconds_this_session": round(train_seconds, 1),
-        "final_logs": {k: v[-1] for k, v in history_writer.read().items()},
-    }
+        "train_seconds": round(sum(s.get("train_seconds", 0) for s in sessions), 1),
+        "train_seconds_per_session": [round(s.get("train_seconds", 0), 1) for s in sessions],
+        "final_logs": {k: v[-1] for k, v in checkpoint.history.items()},
+    })
+    with workdir_lib.atomic_path(os.path.join(workdir, "curves.png")) as tmp:
+        plots.plot_curves(checkpoint.history, tmp, baselines.reference_lines(results))
     for mode in _after_training_modes(config):
+        # The untrained encoder is gone by now; its scores are above.
         found = evaluation.evaluate(mode, os.path.join(workdir, "encoder.keras"), config,
-                                    workdir, verbose=0, log=log)
+                                    workdir, verbose=0, log=log, overwrite=True,
+                                    baselines=("pixels",))
         results[f"evaluation_{mode}"] = {
-            k: found[k] for k in ("top1", "top5", "map") if k in found
+            k: found[k] for k in ("top1", "top5", "map", "baselines") if k in found
         }
     if distillation.enabled(config):
-        results["teacher_dcor_heldout"] = distillation.heldout_dcor(model, *heldout_args)
-        results["teacher_dcor_heldout_init"] = init_dcor
-        log(f"Held-out dCor(z, teacher): {results['teacher_dcor_heldout']:.4f} "
-            f"(at initialisation: {init_dcor:.4f}).")
-    _write_json(os.path.join(workdir, "results.json"), results)
-    log(
-        f"Linear probe top-1: {linear_probe_top1:.4f} "
-        f"(at initialisation: {random_init_top1:.4f}). Outputs in {workdir}."
-    )
+        final_dcor = distillation.heldout_dcors(model, config, setup, test[0])
+        results.update(distillation.results(final_dcor, init_dcor))
+        log(f"Held-out dCor(z, teacher): {distillation.describe(final_dcor)} "
+            f"(at initialisation: {distillation.describe(init_dcor)}).")
+    workdir_lib.write_json(os.path.join(workdir, "results.json"), results)
+    log(f"{baselines.summary_line(results)}. Outputs in {workdir}.")
     return results

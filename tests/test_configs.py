@@ -37,3 +37,31 @@ def test_cifar20_is_the_reference_config():
     config = importlib.import_module("mvmr_keras.configs.cifar20").get_config()
     assert (config.backbone, config.batch_size, config.learning_rate) == ("resnet50", 512, 2e-4)
     assert config.small_kernel_stem and config.policy == "cifar20"
+
+
+def test_the_dinov2_and_two_teacher_configs():
+    from mvmr_keras.teachers import distillation
+
+    (dino,) = distillation.teacher_specs(importlib.import_module("mvmr_keras.configs.stl10_dinov2").get_config())
+    assert dino.preset == "dinov2_base" and dino.image_size == 518 and dino.image_size % 14 == 0
+    assert dino.embedding == "cls+mean" and dino.interpolation == ""  # the converter's own
+    config = importlib.import_module("mvmr_keras.configs.stl10_clip_dinov2").get_config()
+    specs = distillation.teacher_specs(config)
+    assert [(s.name, s.preset) for s in specs] == [
+        ("clip", "clip_vit_base_patch16"), ("dinov2", "dinov2_base")]
+    assert not config.teacher.preset and config.backbone == "resnet50"
+    assert sum(s.weight for s in specs) == 1.0
+
+
+def test_fashion_mnist_comes_at_two_scales():
+    from mvmr_keras.configs import fashion_mnist
+
+    cpu, gpu = fashion_mnist.get_config(), fashion_mnist.get_config("gpu")
+    for config in (cpu, gpu):
+        training.validate_config(config)
+        assert config.dataset == "fashion_mnist" and config.image_size == 28
+    # The CPU scale: narrower, a subset per epoch, fewer epochs.
+    assert cpu.backbone_width < gpu.backbone_width and cpu.epochs < gpu.epochs
+    assert cpu.steps_per_epoch * cpu.batch_size < 60_000 and gpu.steps_per_epoch is None
+    with pytest.raises(ValueError, match="unknown scale 'tpu'"):
+        fashion_mnist.get_config("tpu")

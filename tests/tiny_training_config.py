@@ -1,6 +1,6 @@
 """The digits config shrunk for tests: a 4-filter ResNet, two steps."""
 
-from configs import digits as digits_config
+from mvmr_keras.configs import digits as digits_config
 
 
 def tiny_config(**overrides):

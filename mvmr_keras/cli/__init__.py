@@ -63,6 +63,17 @@ def define_config_flag(default=None):
         )
     except (AttributeError, KeyError) as e:
         exit_unknown_field(e, sys.argv)
+    except Exception as e:  # the config file itself fails: a syntax error, a bad import
+        exit_config_file(e)
+
+
+def exit_config_file(error):
+    """One line for a config file that does not load."""
+    if isinstance(error, SyntaxError):
+        sys.exit(f"error: config file {error.filename}, line {error.lineno}: {error.msg}")
+    text = str(error).strip().splitlines()
+    sys.exit(f"error: the config file does not load: {type(error).__name__}: "
+             f"{text[-1].strip() if text else ''}")
 
 
 def parse_flags(argv):
@@ -83,6 +94,8 @@ def parse_flags(argv):
         exit_unknown_field(e, argv)
     except ValueError as e:  # a value of the wrong type or form
         sys.exit(f"error: {e}")
+    except Exception as e:  # the config file fails while it is loaded
+        exit_config_file(e)
 
 
 def config_value(config_flag, argv):
@@ -100,5 +113,7 @@ def config_value(config_flag, argv):
         sys.exit(f"error: {str(e).splitlines()[-1].strip()}")
     except (AttributeError, KeyError) as e:
         exit_unknown_field(e, argv)
+    except Exception as e:
+        exit_config_file(e)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     return config

@@ -5,7 +5,8 @@
 `--config` is a config file or the name of a shipped one (default:
 `digits`); any field can be overridden. The backend is Keras's:
 `KERAS_BACKEND=jax mvmr-train ...`. Re-running the same command after an
-interruption resumes from the last completed epoch.
+interruption resumes from the last completed epoch. Errors are one line on
+stderr and a non-zero exit (130 after Ctrl-C).
 """
 
 import os
@@ -17,7 +18,10 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter
     from absl import app, flags
 
-    from mvmr_keras import cli
+    try:
+        from mvmr_keras import cli  # imports Keras
+    except ValueError as e:  # Keras refuses an unknown KERAS_BACKEND at import
+        sys.exit(f"error: {e}; KERAS_BACKEND must be tensorflow, jax or torch")
 
     argv = sys.argv if argv is None else argv
     cli.use_shipped_config_names(argv)
@@ -33,6 +37,9 @@ def main(argv=None):
             training.train(config, workdir_flag.value)
         except (training.ConfigError, training.TrainingDiverged) as e:
             sys.exit(f"error: {e}")
+        except training.TrainingInterrupted as e:
+            print(str(e), file=sys.stderr)
+            sys.exit(130)  # the shell's code for Ctrl-C
 
     app.run(run, argv=argv, flags_parser=cli.parse_flags)
 

@@ -45,17 +45,26 @@ def get_config():
     config.representations = "pixels,scattering,augmented_pixels,hog,local_std"
     config.representation_objective = "maximize"
     config.variance_margin = 1.0
-    # Distillation from a frozen CLIP teacher (spec section 6); an empty
-    # preset means none. See configs/stl10_clip.py.
+    # Distillation from a frozen teacher (spec section 6): any KerasHub CLIP,
+    # SigLIP, DINOv2/v3 or ViT preset; an empty preset means none. See
+    # configs/stl10_clip.py and configs/stl10_dinov2.py.
     config.teacher = config_dict.ConfigDict()
     config.teacher.preset = ""  # KerasHub preset name or local preset directory
     config.teacher.image_size = 224  # the teacher's input resolution
-    config.teacher.interpolation = "bilinear"  # resize to the teacher's size
+    config.teacher.interpolation = "bilinear"  # resize to it; "" = the preset's converter's
+    config.teacher.embedding = ""  # "" = the family's: projected (CLIP/SigLIP), cls (DINO/ViT)
     config.teacher.weight = 1.0  # w_t of the term w_t * (1 - dCor(z~, t(x)))
     config.teacher.use_cache = True  # embeddings computed once, under the workdir
     config.teacher.batch_size = 64  # images per teacher call when computing them
     config.teacher.cache_chunk_size = 1024  # images per cache file (resume unit)
     config.teacher.heldout_images = 512  # test images for the held-out dCor score
+    # Several teachers at once, instead of teacher.preset: a list of dicts
+    # {preset, image_size, embedding, weight} (optional name, interpolation),
+    # each logged as dcor_teacher_<name>; the teacher block's use_cache,
+    # batch_size, cache_chunk_size and heldout_images apply to all. See
+    # configs/stl10_clip_dinov2.py; on the command line,
+    # --config.teachers[1].preset=/path/to/preset.
+    config.teachers = []
     # Optimisation.
     config.epochs = 10
     config.batch_size = 128
@@ -91,6 +100,8 @@ def get_config():
     # --mode=knn (and KNNMonitor).
     evaluation.knn_k = 20
     evaluation.knn_temperature = 0.07
+    # --mode=embedding: test images in the 2-D map (t-SNE).
+    evaluation.embedding_points = 2000
     # --mode=finetune: encoder + head on a class-balanced label fraction.
     evaluation.label_fraction = 0.1
     evaluation.finetune_epochs = 20

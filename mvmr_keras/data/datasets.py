@@ -9,6 +9,7 @@ vector of its 20 classes. `load_numpy` gathers a whole split into
 | name | splits | labels |
 | --- | --- | --- |
 | `digits` | train, test | 10 (bundled with scikit-learn) |
+| `fashion_mnist` | train, test | 10 (Debian's `dataset-fashion-mnist`, else TFDS) |
 | `stl10` | train, test, unlabelled, train+unlabelled | 10 |
 | `cifar10`, `cifar100` | train, test | 10, 100 |
 | `cifar20` | train, test | CIFAR-100's 20 coarse labels |
@@ -34,6 +35,7 @@ import os
 
 import numpy as np
 
+from mvmr_keras.data import fashion_mnist
 from mvmr_keras.data.digits import DIGITS_SPLITS, load_digits
 from mvmr_keras.data.folder import load_folder
 
@@ -47,6 +49,8 @@ TFDS_DATASETS = {
                         "unlabelled": "unlabelled",
                         "train+unlabelled": "train+unlabelled"}, "label"),
     "cifar10": ("cifar10", _CIFAR_SPLITS, "label"),
+    # Read from Debian's package files when installed (fashion_mnist.py).
+    "fashion_mnist": ("fashion_mnist", _CIFAR_SPLITS, "label"),
     "cifar100": ("cifar100", _CIFAR_SPLITS, "label"),
     # CIFAR-20: CIFAR-100's 20 coarse (superclass) labels.
     "cifar20": ("cifar100", _CIFAR_SPLITS, "coarse_label"),
@@ -119,6 +123,8 @@ def _check_split(name, split):
 
 def _not_prepared(name, builder_name, data_dir):
     base = builder_name.split("/")[0]
+    if name == "fashion_mnist":
+        return DatasetNotFoundError(fashion_mnist.missing_message(data_dir))
     if base in _MANUAL_DOWNLOAD:
         return DatasetNotFoundError(
             f"Dataset {name!r} is not prepared in {data_dir}. ImageNet cannot be "
@@ -163,8 +169,8 @@ def load(name, split, data_dir=None):
     _check_split(name, split)
     import tensorflow as tf
 
-    if name == "digits":
-        images, labels = load_digits(split)
+    if name == "digits" or _fashion_mnist_from_debian(name):
+        images, labels = load_numpy(name, split)
         return tf.data.Dataset.from_tensor_slices((images, labels.astype("int64")))
     data_dir = _tfds_dir(data_dir)
     builder, ds = _tfds_split(name, split, data_dir)
@@ -207,18 +213,59 @@ def load(name, split, data_dir=None):
     return ds
 
 
-def load_numpy(name, split, data_dir=None):
+def _fashion_mnist_from_debian(name):
+    return name == "fashion_mnist" and fashion_mnist.debian_available(fashion_mnist.DEBIAN_DIR)
+
+
+def load_numpy(name, split, data_dir=None, image_size=None):
     """A whole split in memory: `(uint8 (N, H, W, 3) images, labels)`,
-    labels int32 (float32 multi-hot for `voc2007`). Images must share one
-    size."""
-    if name == "digits":  # no TensorFlow needed
+    labels int32 (float32 multi-hot for `voc2007`). Without `image_size`
+    the images must share one size; with it every image is resized (and a
+    non-square one centre-cropped) to `image_size` square, as the original
+    view of `views` does, so folders of mixed sizes load too."""
+    if name == "digits":  # no TensorFlow needed at the bundled size
         _check_split(name, split)
-        return load_digits(split)
+        images, labels = load_digits(split)
+        if image_size is None or images.shape[1:3] == (image_size, image_size):
+            return images, labels
+        return _resized(images, image_size), labels
+    if _fashion_mnist_from_debian(name):  # nor here, at the files' size
+        _check_split(name, split)
+        images, labels = fashion_mnist.load_fashion_mnist(split, fashion_mnist.DEBIAN_DIR)
+        if image_size is None or images.shape[1:3] == (image_size, image_size):
+            return images, labels
+        return _resized(images, image_size), labels
+    ds = load(name, split, data_dir)
+    if image_size is not None:
+        import tensorflow as tf
+
+        from mvmr_keras.data.views import original_view
+
+        ds = ds.map(lambda image, label: (_to_uint8(original_view(image, image_size)), label),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     images, labels = [], []
-    for image, label in load(name, split, data_dir).as_numpy_iterator():
+    for image, label in ds.as_numpy_iterator():
         images.append(image)
         labels.append(label)
     if not images:
         raise ValueError(f"Split {split!r} of {name!r} is empty.")
+    shapes = {image.shape for image in images}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"Split {split!r} of {name!r} has images of {len(shapes)} sizes "
+            f"(e.g. {sorted(shapes)[:2]}); pass image_size to resize them"
+        )
     dtype = "float32" if name in MULTI_LABEL_CLASSES else "int32"
     return np.stack(images), np.asarray(labels, dtype=dtype)
+
+
+def _to_uint8(image):
+    import tensorflow as tf
+
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def _resized(images, image_size):
+    from mvmr_keras.data.views import original_view
+
+    return np.asarray(_to_uint8(original_view(images, image_size)))

@@ -8,8 +8,11 @@ full image by a policy of spec section 5. Both are float32 with pixel
 values in [0, 255]: normalisation happens inside the encoder, with the
 dataset's statistics (`NORMALIZATION_BY_DATASET`).
 
-The pipeline is `tf.data` on every Keras backend. The `custom`, `cifar`
-and `cifar20` policies are batched stateless TensorFlow ops
+The `digits` policy is for grey glyphs (digits, letters): a random resized
+crop without flip, brightness and contrast jitter, a light blur.
+
+The pipeline is `tf.data` on every Keras backend. The `custom`, `cifar`,
+`cifar20` and `digits` policies are batched stateless TensorFlow ops
 (`augment_ops`): fast, and with a seed the batches are the same on every
 run whatever the parallelism. `randaugment` and `autoaugment` are built
 here around KerasCV's operations (KerasCV's RandAugment set; AutoAugment's
@@ -27,7 +30,7 @@ Example:
 (TensorShape([16, 32, 32, 3]), TensorShape([16, 32, 32, 3]))
 """
 
-POLICIES = ("custom", "randaugment", "autoaugment", "cifar", "cifar20")
+POLICIES = ("custom", "randaugment", "autoaugment", "cifar", "cifar20", "digits")
 
 # Normalisation statistics (names in models.encoder.NORMALIZATION_STATS)
 # per dataset, spec section 5.
@@ -43,6 +46,7 @@ NORMALIZATION_BY_DATASET = {
     "cifar10": "cifar",
     "cifar20": "cifar",
     "cifar100": "cifar",
+    "fashion_mnist": "fashion_mnist",
 }
 
 # Cache decoded images in memory up to this many bytes (`cache="auto"`).
@@ -295,6 +299,14 @@ class Policy:
         from mvmr_keras.data import augment_ops as ops
 
         flip_seed, jitter_seed, gray_seed, blur_seed = ops.split_seed(seed, 4)
+        if self.name == "digits":
+            # Grey glyphs: a mirrored 2 is no longer a 2 and hue means
+            # nothing, so brightness and contrast only, and a light blur
+            # (thin strokes vanish under the custom policy's sigma 2).
+            x = ops.fused_color(images, jitter_seed, 0.8, 0.4, 0.4, 0.0, 0.0, 0.0)
+            return ops.random_apply(
+                lambda y, s: ops.gaussian_blur(y, 3, (0.1, 1.0), s), x, blur_seed, 0.5
+            )
         if self.name == "custom":
             x = ops.fused_color(images, jitter_seed, 0.8, 0.8, 0.8, 0.8, 0.2, 0.2)
             return ops.gaussian_blur(x, 2 * int(0.05 * self.image_size) + 1, (0.1, 2.0), blur_seed)

@@ -2,12 +2,18 @@
 
 - `linear_probe`: scikit-learn logistic regression on frozen features (the
   independent yardstick the trainer reports);
+- `baselines`: the raw-pixel and random-init scores every result sits beside;
 - `features`, `linear`, `knn`, `finetune`, `metrics`: the pieces of the
   protocols; `protocols.evaluate` runs one end to end (`evaluate.py`).
 
 Nothing here imports TensorFlow at import time.
 """
 
+from mvmr_keras.evaluation.baselines import (
+    frozen_scores,
+    pixel_encoder,
+    pixel_scores,
+)
 from mvmr_keras.evaluation.encoders import EvaluationError, check_image_size, load_encoder
 from mvmr_keras.evaluation.knn import knn_accuracy, knn_scores
 from mvmr_keras.evaluation.linear_probe import (

@@ -7,6 +7,7 @@ Example:
 """
 
 import os
+import zipfile
 
 import numpy as np
 
@@ -27,6 +28,10 @@ def load_encoder(path):
 
     if not os.path.exists(path):
         raise EvaluationError(f"encoder file {path} does not exist")
+    if not zipfile.is_zipfile(path):  # Keras would call a truncated file "not found"
+        raise EvaluationError(
+            f"{path} is truncated or not a .keras archive (not a complete zip file)"
+        )
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as e:  # Keras raises ValueError, zipfile and OS errors alike

@@ -12,6 +12,12 @@ what the protocol trains, prints a results table and writes
 | knn | nothing | frozen features, weighted kNN (`knn_k`, `knn_temperature`) | top1, top5 |
 | finetune | encoder + linear head | `label_fraction` of the train labels | top1, top5 |
 | voc07 | a linear multi-label layer | frozen features, multi-hot labels | map (mean AP over classes) |
+| embedding | t-SNE (UMAP if installed) | test features | embedding.png, projector/ |
+
+Linear, kNN and VOC07 also run on two baselines (`baselines`, reported
+under `results["baselines"]`): the raw pixels (resized, normalised,
+flattened: `baselines.pixel_encoder`) and the config's model at random
+initialisation (`training.build_model` under `config.seed`).
 
 The settings come from the config's `evaluation` block (configs/digits.py).
 
@@ -36,7 +42,13 @@ from mvmr_keras.evaluation.knn import knn_accuracy
 from mvmr_keras.evaluation.linear import predict_logits, train_linear_classifier
 from mvmr_keras.evaluation.metrics import mean_average_precision, top_k_accuracy
 
-MODES = ("linear", "knn", "finetune", "voc07")
+MODES = ("linear", "knn", "finetune", "voc07", "embedding")
+# What a score is compared with (`evaluate(..., baselines=...)`): the same
+# protocol on the raw pixels and on the config's untrained encoder.
+BASELINES = ("pixels", "random_init")
+BASELINE_MODES = ("linear", "knn", "voc07")
+# --mode=embedding: test images in the 2-D map (t-SNE is quadratic).
+DEFAULT_EMBEDDING_POINTS = 2000
 SETTINGS = (
     "batch_size", "epochs", "learning_rate", "augmented_passes", "crop_scale", "flip",
     "ten_crop", "standardize", "knn_k", "knn_temperature", "label_fraction",
@@ -108,6 +120,8 @@ def _first_labels(dataset, n=64):
 
 
 class _Run:
+    save_heads = True  # baselines' runs keep no classifier files
+
     def __init__(self, mode, encoder_path, config, verbose, log):
         self.mode, self.config, self.verbose, self.log = mode, config, verbose, log
         self.settings = settings_of(config)
@@ -129,6 +143,7 @@ class _Run:
             description=f"{role} split {split!r}, {what}",
         )
         _check_labels(labels, self.config, split, self.multilabel)
+        _check_features(feats, role, split, self.log)
         self.log(f"  {len(feats)} x {feats.shape[1]} features of {role} split {split!r} "
                  f"({what}) in {time.time() - start:.1f}s")
         return feats, labels
@@ -138,6 +153,22 @@ class _Run:
         return features_lib.eval_augmentation(
             self.config.image_size, tuple(s["crop_scale"]), s["flip"], seed=seed
         )
+
+
+def _check_features(feats, role, split, log):
+    """Non-finite features fail in one line; constant ones (a collapsed
+    encoder, which scores at chance) are reported."""
+    feats = np.asarray(feats)
+    finite = np.isfinite(feats)
+    if not finite.all():
+        raise EvaluationError(
+            f"the encoder's features of the {role} split {split!r} are non-finite "
+            f"({int((~finite).sum())} of {feats.size} values are NaN/inf): the encoder diverged"
+        )
+    if len(feats) > 1 and float(np.max(np.ptp(feats, axis=0))) <= 1e-6 * max(
+            float(np.max(np.abs(feats))), 1.0):
+        log(f"warning: the encoder's features of the {role} split {split!r} are the same "
+            "for every image (a collapsed encoder); expect chance-level scores")
 
 
 def _num_classes(*label_arrays):
@@ -164,14 +195,15 @@ def _linear(run, workdir):
         batch_size=s["batch_size"], learning_rate=s["learning_rate"],
         standardize=s["standardize"], seed=run.config.seed, verbose=2 if run.verbose else 0,
     )
-    head.save(os.path.join(workdir, "linear_head.keras"))
     logits = predict_logits(head, test)
     results = {
         "top1": top_k_accuracy(logits, test_labels, 1),
         "top5": top_k_accuracy(logits, test_labels, 5),
         "num_classes": num_classes, "num_train": len(train), "num_test": len(test),
-        "head": os.path.join(workdir, "linear_head.keras"),
     }
+    if run.save_heads:
+        results["head"] = os.path.join(workdir, "linear_head.keras")
+        head.save(results["head"])
     if s["ten_crop"]:
         crops, _ = run.features("test", ten_crop=True, what="ten crops, averaged")
         crop_logits = predict_logits(head, crops)
@@ -240,7 +272,8 @@ def _voc07(run, workdir):
         learning_rate=s["learning_rate"], multilabel=True, standardize=s["standardize"],
         seed=run.config.seed, verbose=2 if run.verbose else 0,
     )
-    head.save(os.path.join(workdir, "voc07_head.keras"))
+    if run.save_heads:
+        head.save(os.path.join(workdir, "voc07_head.keras"))
     mean_ap, per_class = mean_average_precision(predict_logits(head, test), test_targets)
     return {
         "map": mean_ap,
@@ -249,34 +282,114 @@ def _voc07(run, workdir):
     }
 
 
-_PROTOCOLS = {"linear": _linear, "knn": _knn, "finetune": _finetune, "voc07": _voc07}
+def _embedding(run, workdir):
+    from mvmr_keras import plots
+    from mvmr_keras.evaluation import embedding
+
+    features, labels = run.features("test")
+    labels = labels.reshape(-1) if labels.ndim == 1 else np.argmax(labels, axis=1)
+    count = int(run.settings.get("embedding_points", DEFAULT_EMBEDDING_POINTS))
+    if count < len(features):  # a fixed random subset, every class in proportion
+        chosen = np.sort(np.random.default_rng(run.config.seed).permutation(len(features))[:count])
+        features, labels = features[chosen], labels[chosen]
+    run.log(f"  2-D map of {len(features)} test features")
+    points, method = embedding.embed_2d(features, seed=run.config.seed)
+    image = plots.plot_embedding(
+        points, labels, os.path.join(workdir, "embedding.png"),
+        title=f"{run.config.dataset} {run.config.test_split}: {method.upper()} of "
+              f"{len(features)} encoder features",
+    )
+    projector = embedding.write_projector(features, labels, os.path.join(workdir, "projector"))
+    return {"method": method, "num_points": len(features), "image": image,
+            "projector": projector}
+
+
+_PROTOCOLS = {"linear": _linear, "knn": _knn, "finetune": _finetune, "voc07": _voc07,
+              "embedding": _embedding}
+
+
+def _baseline_encoder(name, config):
+    import keras
+
+    if name == "pixels":
+        from mvmr_keras.evaluation.baselines import pixel_encoder
+
+        return pixel_encoder(config.image_size, config.get("normalization", "imagenet"))
+    from mvmr_keras import training  # the trainer imports this module: import late
+
+    keras.utils.set_random_seed(config.seed)
+    return training.build_model(config).encoder
+
+
+def _baseline_scores(mode, run, workdir, names):
+    """`{name: headline scores}` of the protocol on each baseline encoder."""
+    import copy
+
+    found = {}
+    for name in names:
+        baseline = copy.copy(run)
+        baseline.encoder = _baseline_encoder(name, run.config)
+        baseline.save_heads = False
+        run.log(f"  baseline: {name}")
+        scores = _PROTOCOLS[mode](baseline, workdir)
+        found[name] = {k: scores[k] for k in _HEADLINE if k in scores}
+    return found
+
+
+_HEADLINE = ("top1", "top5", "ten_crop_top1", "ten_crop_top5", "map")
 
 
 def results_table(results):
     """A small Markdown table of a results dict's headline numbers."""
     rows = [("mode", results["mode"]), ("dataset", results["dataset"]),
             ("backend", results["backend"])]
-    for key in ("top1", "top5", "ten_crop_top1", "ten_crop_top5", "map"):
+    for key in _HEADLINE:
         if key in results:
             rows.append((key, f"{100 * results[key]:.2f}%"))
+    for name, scores in results.get("baselines", {}).items():
+        rows += [(f"{key}, {name}", f"{100 * value:.2f}%") for key, value in scores.items()]
     width = max(len(k) for k, _ in rows)
     lines = [f"| {'metric'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
     lines += [f"| {k.ljust(width)} | {v} |" for k, v in rows]
     return "\n".join(lines)
 
 
-def evaluate(mode, encoder_path, config, workdir=None, verbose=1, log=print):
+OUTPUTS = {"linear": ("linear_head.keras",), "voc07": ("voc07_head.keras",)}
+
+
+def evaluate(mode, encoder_path, config, workdir=None, verbose=1, log=print, overwrite=False,
+             baselines=BASELINES):
     """Runs one protocol (module docstring) and writes
     `workdir/results_<mode>.json` (default workdir: the encoder's folder).
 
-    Raises `EvaluationError` with a one-line reason for bad input.
+    For the modes in `BASELINE_MODES`, the same protocol also runs on each
+    of `baselines` (names in `BASELINES`; empty for none).
+
+    Existing results of the mode there (e.g. those a training run wrote,
+    which its `results.json` quotes) are never replaced unless `overwrite`:
+    without it, `EvaluationError` says to pass `--overwrite` or another
+    `--workdir`. Raises `EvaluationError` with a one-line reason for bad
+    input.
     """
     import keras
 
     if mode not in MODES:
         raise EvaluationError(f"unknown mode {mode!r}; available: {list(MODES)}")
+    unknown = [name for name in baselines if name not in BASELINES]
+    if unknown:
+        raise EvaluationError(f"unknown baseline {unknown[0]!r}; available: {list(BASELINES)}")
     workdir = workdir or os.path.dirname(os.path.abspath(encoder_path))
-    os.makedirs(workdir, exist_ok=True)
+    existing = [os.path.join(workdir, name) for name in (f"results_{mode}.json",) +
+                OUTPUTS.get(mode, ()) if os.path.exists(os.path.join(workdir, name))]
+    if existing and not overwrite:
+        raise EvaluationError(
+            f"{existing[0]} already exists; pass --overwrite to replace it or "
+            "--workdir=DIR to write the results elsewhere"
+        )
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise EvaluationError(f"cannot create the output folder {workdir} ({e.strerror})") from None
     start = time.time()
     log(f"Evaluating {encoder_path} ({mode}) on {config.dataset} "
         f"[{keras.backend.backend()}]")
@@ -292,6 +405,8 @@ def evaluate(mode, encoder_path, config, workdir=None, verbose=1, log=print):
         **_PROTOCOLS[mode](run, workdir),
         "settings": run.settings,
     }
+    if mode in BASELINE_MODES and baselines:
+        results["baselines"] = _baseline_scores(mode, run, workdir, list(baselines))
     results["seconds"] = round(time.time() - start, 1)
     path = os.path.join(workdir, f"results_{mode}.json")
     tmp = path + ".tmp"

@@ -17,6 +17,8 @@ import keras
 NORMALIZATION_STATS = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "cifar": ((0.491, 0.482, 0.447), (0.247, 0.243, 0.261)),
+    # Grey images: one level in all three channels.
+    "fashion_mnist": ((0.286, 0.286, 0.286), (0.353, 0.353, 0.353)),
 }
 
 

@@ -32,7 +32,20 @@ third element of each batch, `(original, augmented, teacher_embedding)`:
 
 Keras unpacks a batch's third element as `sample_weight`; MVMR has no use
 for sample weights and reads it as the teacher embedding instead.
+
+Several teachers (`teachers={name: layer or None}`, `teacher_weights={name:
+w}`) each add `w (1 - dCor(z~, t_k(x)))`, logged as `dcor_teacher_<name>`;
+a teacher given as `None` brings its embeddings precomputed, in a dict
+`{name: embedding}` as the batch's third element:
+
+>>> model = MVMR(encoder, projector="64-64", teachers={"clip": None, "dino": None},
+...              teacher_weights={"clip": 1.0, "dino": 0.5})
+>>> model.fit(tf.data.Dataset.from_tensor_slices(
+...     (original, augmented, {"clip": t_clip, "dino": t_dino})).batch(8))
 """
+
+import re
+
 
 import keras
 
@@ -64,6 +77,13 @@ class MVMR(keras.Model):
             `None` (default) means 1 with a teacher and no term without
             one. A float without a teacher: every batch must carry the
             precomputed embedding as its third element.
+        teachers: several teachers instead of `teacher`: a dict name ->
+            frozen layer, or `None` for a teacher whose embeddings the
+            batches bring (a dict name -> `(B, D_k)` as third element).
+            Names are lower-case identifiers; the live layers are saved
+            with the model.
+        teacher_weights: dict name -> weight of each of `teachers` (default
+            1 each).
     """
 
     def __init__(
@@ -76,6 +96,8 @@ class MVMR(keras.Model):
         variance_margin=1.0,
         teacher=None,
         teacher_weight=None,
+        teachers=None,
+        teacher_weights=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -105,10 +127,32 @@ class MVMR(keras.Model):
             teacher_weight = 1.0
         self.teacher = teacher
         self.teacher_weight = None if teacher_weight is None else float(teacher_weight)
+        teachers = dict(teachers or {})
+        teacher_weights = dict(teacher_weights or {})
+        if teachers and self.teacher_weight is not None:
+            raise ValueError(
+                "Give either teacher/teacher_weight (one teacher) or teachers "
+                "(several), not both."
+            )
+        for name in teachers:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", str(name)):
+                raise ValueError(
+                    f"Teacher name {name!r} must be a lower-case identifier "
+                    "(letters, digits, underscores); it names dcor_teacher_<name>."
+                )
+        unknown = set(teacher_weights) - set(teachers)
+        if unknown:
+            raise ValueError(f"Weights given for unknown teachers {sorted(unknown)}.")
+        self.teacher_names = list(teachers)
+        self.teacher_weights = {n: float(teacher_weights.get(n, 1.0)) for n in teachers}
+        # The live teachers only: Keras tracks (and saves) the layers in it.
+        self.teachers = {n: layer for n, layer in teachers.items() if layer is not None}
         # One running mean per loss term; Keras's own tracker logs `loss`.
         self.term_names = ["mse", "std", "dcor_zz"] + [
             f"dcor_{layer.name}" for layer in representations
-        ] + (["dcor_teacher"] if self.teacher_weight is not None else [])
+        ] + (["dcor_teacher"] if self.teacher_weight is not None else []) + [
+            f"dcor_teacher_{name}" for name in self.teacher_names
+        ]
         self.term_trackers = [keras.metrics.Mean(name=n) for n in self.term_names]
 
     def build(self, input_shape):
@@ -118,7 +162,7 @@ class MVMR(keras.Model):
             (self.projector, (None, self.encoder.output_dim)),
         ] + [(layer, input_shape) for layer in self.representations] + (
             [(self.teacher, input_shape)] if self.teacher is not None else []
-        ):
+        ) + [(layer, input_shape) for layer in self.teachers.values()]:
             if not layer.built:
                 layer.build(shape)
         self.built = True
@@ -133,7 +177,9 @@ class MVMR(keras.Model):
         """All loss terms for one batch of views, as a dict of scalars.
 
         `teacher_embeddings` (`(B, D_t)`, precomputed t(original)) takes the
-        place of running `self.teacher`.
+        place of running `self.teacher`; with several `teachers`, a dict
+        name -> `(B, D_k)` (or a tuple in the order of the teachers without
+        a layer) takes the place of running theirs.
         """
         if z is None:
             z = self(original, training=training)
@@ -144,6 +190,11 @@ class MVMR(keras.Model):
             layer.name: w
             for layer, w in zip(self.representations, self.representation_weights)
         }
+        if self.teacher_names:
+            several = self._several_teacher_embeddings(original, teacher_embeddings)
+            teacher_embeddings = None
+        else:
+            several = None
         if self.teacher_weight is not None and teacher_embeddings is None:
             if self.teacher is None:
                 raise ValueError(
@@ -166,7 +217,42 @@ class MVMR(keras.Model):
             variance_margin=self.variance_margin,
             teacher=teacher_embeddings,
             teacher_weight=self.teacher_weight or 0.0,
+            teachers=several,
+            teacher_weights=self.teacher_weights,
         )
+
+    def _several_teacher_embeddings(self, original, given):
+        """`{name: (B, D_k)}` for every teacher: the live ones run here, the
+        others come from `given` (a dict, or a tuple in their order)."""
+        cached = [n for n in self.teacher_names if n not in self.teachers]
+        if given is None:
+            given = {}
+        elif not isinstance(given, dict):
+            given = list(given) if isinstance(given, (tuple, list)) else [given]
+            if len(given) != len(cached):
+                raise ValueError(
+                    f"The batch brings {len(given)} teacher embeddings for the "
+                    f"{len(cached)} teachers without a layer {cached}."
+                )
+            given = dict(zip(cached, given))
+        missing = [n for n in cached if n not in given]
+        if missing:
+            raise ValueError(
+                f"Teachers {missing} have no layer and the batch brings no embedding "
+                "for them; feed (original, augmented, {name: embedding}) batches "
+                "(mvmr_keras.teachers.cache)."
+            )
+        unknown = sorted(set(given) - set(cached))
+        if unknown:
+            raise ValueError(
+                f"The batch brings embeddings of {unknown}, which are not teachers "
+                f"without a layer of this MVMR ({cached})."
+            )
+        return {
+            name: given[name] if name in given
+            else self.teachers[name](original, training=False)
+            for name in self.teacher_names
+        }
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
                      training=True):
@@ -204,6 +290,12 @@ class MVMR(keras.Model):
                     else keras.saving.serialize_keras_object(self.teacher)
                 ),
                 "teacher_weight": self.teacher_weight,
+                "teachers": {
+                    name: (keras.saving.serialize_keras_object(self.teachers[name])
+                           if name in self.teachers else None)
+                    for name in self.teacher_names
+                },
+                "teacher_weights": dict(self.teacher_weights),
             }
         )
         return config
@@ -215,6 +307,10 @@ class MVMR(keras.Model):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         if config.get("teacher") is not None:
             config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
+        config["teachers"] = {
+            name: None if c is None else keras.saving.deserialize_keras_object(c)
+            for name, c in (config.get("teachers") or {}).items()
+        }
         config["representations"] = [
             keras.saving.deserialize_keras_object(c)
             for c in config["representations"]

@@ -10,9 +10,6 @@ Example:
 import keras
 from keras import layers
 
-# PyTorch's BatchNorm1d defaults, as in the reference projector and in our
-# ResNet (Keras's own are epsilon 1e-3, momentum 0.99).
-_BN = dict(momentum=0.9, epsilon=1e-5)
 
 
 def parse_sizes(sizes):
@@ -35,19 +32,32 @@ def parse_sizes(sizes):
 class Projector(keras.layers.Layer):
     """Every size but the last is a hidden `Dense -> BatchNorm -> ReLU`
     block; the last is the output `Dense`. No Dense has a bias (each hidden
-    one is followed by a BatchNorm, which has its own)."""
+    one is followed by a BatchNorm, which has its own).
 
-    def __init__(self, sizes="8192-8192-8192", **kwargs):
+    `batchnorm_epsilon` and `batchnorm_momentum` are the BatchNorm layers'.
+    The defaults are PyTorch's `BatchNorm1d` (epsilon 1e-5; momentum 0.1 in
+    PyTorch's convention, 0.9 in Keras's), as in the reference projector and
+    in our ResNet; Keras's own defaults are 1e-3 and 0.99.
+    """
+
+    def __init__(self, sizes="8192-8192-8192", batchnorm_epsilon=1e-5,
+                 batchnorm_momentum=0.9, **kwargs):
         super().__init__(**kwargs)
         self.sizes = parse_sizes(sizes)
+        self.batchnorm_epsilon = float(batchnorm_epsilon)
+        self.batchnorm_momentum = float(batchnorm_momentum)
         self.hidden = []
         for i, size in enumerate(self.sizes[:-1]):
             self.hidden.append(
                 (
                     layers.Dense(size, use_bias=False, name=f"dense{i + 1}",
                                  dtype=self.dtype_policy),
-                    layers.BatchNormalization(name=f"bn{i + 1}",
-                                              dtype=self.dtype_policy, **_BN),
+                    layers.BatchNormalization(
+                        epsilon=self.batchnorm_epsilon,
+                        momentum=self.batchnorm_momentum,
+                        name=f"bn{i + 1}",
+                        dtype=self.dtype_policy,
+                    ),
                 )
             )
         self.output_dense = layers.Dense(
@@ -75,4 +85,6 @@ class Projector(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["sizes"] = "-".join(str(s) for s in self.sizes)
+        config["batchnorm_epsilon"] = self.batchnorm_epsilon
+        config["batchnorm_momentum"] = self.batchnorm_momentum
         return config

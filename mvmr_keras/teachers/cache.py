@@ -12,9 +12,11 @@ in `WORKDIR/teacher_cache/<dataset>-<split>-<size>px-<key>/`:
 
 The key is a hash of the preset (for a local directory, also of its config
 files and the size and modification time of its weight files), the
-teacher's resolution and interpolation, the dataset, the split and the
-original view's image size: a different value of any of them names a
-different directory, so a stale cache is never read. A precomputation that
+teacher's resolution, interpolation and embedding choice, the dataset, the
+split and the original view's image size: a different value of any of them
+names a different directory, so a stale cache is never read. Each of
+several teachers (`config.teachers`) has its own key, so changing one
+teacher recomputes only that teacher's cache. A precomputation that
 is interrupted keeps its finished chunks and resumes after the last one.
 
 Command line (the config and overrides as for `train.py`):
@@ -72,9 +74,12 @@ def preset_fingerprint(preset):
     return f"{os.path.abspath(preset)}#{digest.hexdigest()[:16]}"
 
 
-def cache_key(preset, teacher_image_size, interpolation, dataset, split, image_size):
-    """The metadata a cache is keyed by (a JSON-able dict)."""
-    return {
+def cache_key(preset, teacher_image_size, interpolation, dataset, split, image_size,
+              embedding=None):
+    """The metadata a cache is keyed by (a JSON-able dict). `embedding` is
+    left out when `None` (the family's default read-out), which keeps the
+    keys of caches written before teachers had a choice."""
+    key = {
         "format": CACHE_FORMAT,
         "preset": str(preset),
         "preset_fingerprint": preset_fingerprint(preset),
@@ -84,6 +89,9 @@ def cache_key(preset, teacher_image_size, interpolation, dataset, split, image_s
         "split": str(split),
         "image_size": int(image_size),
     }
+    if embedding is not None:
+        key["embedding"] = str(embedding)
+    return key
 
 
 def key_hash(key):
@@ -98,15 +106,21 @@ def cache_directory(workdir, key):
     return os.path.join(workdir, "teacher_cache", name)
 
 
-def key_from_config(config, split):
-    """The cache key of `config`'s teacher on one split of its dataset."""
+def key_from_config(config, split, spec=None):
+    """The cache key of one of `config`'s teachers (a `TeacherSpec`; default
+    the `teacher` block's) on one split of its dataset."""
+    if spec is None:
+        from mvmr_keras.teachers.distillation import single_teacher_spec
+
+        spec = single_teacher_spec(config)
     return cache_key(
-        config.teacher.preset,
-        config.teacher.image_size,
-        config.teacher.interpolation,
+        spec.preset,
+        spec.image_size or 0,
+        spec.interpolation,
         config.dataset,
         split,
         config.image_size,
+        embedding=spec.embedding or None,
     )
 
 
@@ -283,26 +297,42 @@ def _chunks(images, start, chunk_size):
         yield chunk
 
 
-def teacher_from_config(config):
-    """The `CLIPTeacher` a config's `teacher` block describes."""
-    from mvmr_keras.teachers.clip import CLIPTeacher
+def teacher_from_spec(spec):
+    """The `Teacher` layer a `TeacherSpec` describes."""
+    from mvmr_keras.teachers.teacher import Teacher
 
-    return CLIPTeacher(
-        config.teacher.preset,
-        image_size=config.teacher.image_size,
-        interpolation=config.teacher.interpolation,
-        name="teacher",
+    return Teacher.from_preset(
+        spec.preset,
+        image_size=spec.image_size or None,
+        embedding=spec.embedding or None,
+        interpolation=spec.interpolation or None,
+        name="teacher" if spec.name is None else f"teacher_{spec.name}",
     )
 
 
-def embeddings_for(config, workdir, split, images, teacher=None, verbose=1, log=print):
+def teacher_from_config(config):
+    """The `Teacher` a config's `teacher` block describes."""
+    from mvmr_keras.teachers.distillation import single_teacher_spec
+
+    return teacher_from_spec(single_teacher_spec(config))
+
+
+def is_complete(config, workdir, split, spec=None):
+    """Whether one teacher's cache of one split is complete."""
+    key = key_from_config(config, split, spec)
+    return EmbeddingCache(cache_directory(workdir, key), key).complete
+
+
+def embeddings_for(config, workdir, split, images, teacher=None, verbose=1, log=print,
+                   spec=None):
     """The cached teacher embeddings of one split, computing what is missing.
 
     `images` is the split as `(N, H, W, 3)` uint8 or a `tf.data.Dataset`
-    (what `mvmr_keras.data.load` gives), in training order. `teacher` is
-    built from the config if needed and not given.
+    (what `mvmr_keras.data.load` gives), in training order. `spec` is one of
+    the config's teachers (a `TeacherSpec`; default the `teacher` block's);
+    `teacher` is built from it if needed and not given.
     """
-    key = key_from_config(config, split)
+    key = key_from_config(config, split, spec)
     cache = EmbeddingCache(cache_directory(workdir, key), key,
                            chunk_size=config.teacher.cache_chunk_size)
     if not cache.complete:
@@ -310,7 +340,7 @@ def embeddings_for(config, workdir, split, images, teacher=None, verbose=1, log=
         log(f"Teacher embeddings of {config.dataset}/{split}: {progress['images']} "
             f"cached, computing the rest into {cache.directory}")
         if teacher is None:
-            teacher = teacher_from_config(config)
+            teacher = teacher_from_config(config) if spec is None else teacher_from_spec(spec)
         cache.precompute(teacher, images, batch_size=config.teacher.batch_size,
                          verbose=verbose)
     return cache.load(expected_images=_num_images(images))
@@ -336,23 +366,28 @@ def main(argv=None):
         config = config_flag.value
         if config is None:
             sys.exit("error: --config is required")
-        if not config.teacher.preset:
-            sys.exit("error: the config has no teacher; set --config.teacher.preset")
         from mvmr_keras import data as data_lib
-        from mvmr_keras.teachers.clip import TeacherPresetError
+        from mvmr_keras.teachers import distillation
 
+        if not distillation.enabled(config):
+            sys.exit("error: the config has no teacher; set --config.teacher.preset")
         try:
-            teacher = teacher_from_config(config)
-        except (TeacherPresetError, ValueError) as e:
+            distillation.validate(config)
+            specs = distillation.teacher_specs(config)
+            teachers = [teacher_from_spec(spec) for spec in specs]
+        except ValueError as e:  # a bad teacher setting, a preset that cannot load
             sys.exit(f"error: {e}")
         for split in splits_flag.value or [config.train_split, config.test_split]:
             try:
                 images = data_lib.load(config.dataset, split, data_dir=config.data_dir or None)
             except (data_lib.DatasetNotFoundError, ValueError) as e:
                 sys.exit(f"error: {e}")
-            embeddings = embeddings_for(config, workdir_flag.value, split, images, teacher)
-            print(f"{config.dataset}/{split}: {embeddings.shape[0]} embeddings of "
-                  f"dimension {embeddings.shape[1]} cached.")
+            for spec, teacher in zip(specs, teachers):
+                embeddings = embeddings_for(config, workdir_flag.value, split, images,
+                                            teacher, spec=spec)
+                which = "" if spec.name is None else f" (teacher {spec.name})"
+                print(f"{config.dataset}/{split}: {embeddings.shape[0]} embeddings of "
+                      f"dimension {embeddings.shape[1]} cached{which}.")
 
     app.run(run, argv=argv)
 

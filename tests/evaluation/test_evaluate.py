@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from conftest import BACKEND, REPO_ROOT
-from configs import digits as digits_config
+from mvmr_keras.configs import digits as digits_config
 from mvmr_keras import data, evaluation
 from mvmr_keras.evaluation import EvaluationError, extract_features
 from mvmr_keras.evaluation.finetune import label_subset
@@ -58,9 +58,10 @@ def test_linear_cli_matches_sklearn_logistic_regression(encoder_path, tmp_path):
     # (augmented crops shift a random encoder's features by a few points).
     run = _run_cli("--mode=linear", f"--encoder={encoder_path}",
                    "--config=configs/digits.py", f"--workdir={out}", "--quiet",
-                   "--config.evaluation.augmented_passes=0")
+                   "--config.evaluation.augmented_passes=0", "--baselines=pixels")
     assert run.returncode == 0, run.stderr[-2000:]
     assert "| top1" in run.stdout and "results_linear.json" in run.stdout
+    assert "| top1, pixels" in run.stdout  # the raw pixels, same protocol
     results = json.load(open(os.path.join(out, "results_linear.json")))
     assert results["backend"] == BACKEND and results["settings"]["epochs"] == 100
 
@@ -77,7 +78,7 @@ def test_linear_cli_matches_sklearn_logistic_regression(encoder_path, tmp_path):
 def test_linear_ten_crop_reports_both(encoder_path, tmp_path):
     results = evaluation.evaluate(
         "linear", encoder_path, _config(epochs=3, augmented_passes=1, ten_crop=True),
-        str(tmp_path), verbose=0, log=lambda *a: None,
+        str(tmp_path), verbose=0, log=lambda *a: None, baselines=(),
     )
     for key in ("top1", "top5", "ten_crop_top1", "ten_crop_top5"):
         assert 0 <= results[key] <= 1
@@ -97,7 +98,7 @@ def test_ten_crops_are_corners_centre_and_mirrors():
 
 def test_knn_mode_matches_direct_computation(encoder_path, tmp_path):
     results = evaluation.evaluate("knn", encoder_path, _config(knn_k=10), str(tmp_path),
-                                  verbose=0, log=lambda *a: None)
+                                  verbose=0, log=lambda *a: None, baselines=())
     (train, train_y), (test, test_y) = _frozen(encoder_path, "train"), _frozen(encoder_path, "test")
     # Independent: cosine similarities, top-10, exp(sim / 0.07) votes.
     t = train / np.linalg.norm(train, axis=1, keepdims=True)
@@ -109,6 +110,73 @@ def test_knn_mode_matches_direct_computation(encoder_path, tmp_path):
             votes[i, train_y[j]] += np.exp(row[j] / 0.07)
     assert results["top1"] == pytest.approx(np.mean(votes.argmax(1) == test_y), abs=1e-3)
     assert os.path.exists(os.path.join(str(tmp_path), "results_knn.json"))
+
+
+def _tiny_model_config(**evaluation_overrides):
+    config = _config(**evaluation_overrides)
+    config.backbone_width, config.backbone_depths = 4, (1, 1, 1, 1)
+    config.projector = "32-32"
+    return config
+
+
+def test_knn_mode_reports_pixel_and_random_init_baselines(encoder_path, tmp_path):
+    config = _tiny_model_config(knn_k=10)
+    results = evaluation.evaluate("knn", encoder_path, config, str(tmp_path), verbose=0,
+                                  log=lambda *a: None)
+    found = results["baselines"]
+    assert set(found) == {"pixels", "random_init"} and set(found["pixels"]) == {"top1", "top5"}
+    # Independently: normalised pixels and the config's model at its seed.
+    from mvmr_keras import training
+    from mvmr_keras.models.encoder import NORMALIZATION_STATS
+
+    mean, std = (np.asarray(s) for s in NORMALIZATION_STATS["imagenet"])
+    (train, train_y), (test, test_y) = data.load_digits("train"), data.load_digits("test")
+
+    def pixels(x):
+        return ((x / 255.0 - mean) / std).reshape(len(x), -1)
+
+    expected = evaluation.knn_accuracy(pixels(train), train_y, pixels(test), test_y, k=10)
+    assert found["pixels"]["top1"] == pytest.approx(expected["top1"], abs=1e-6)
+    assert found["pixels"]["top1"] > 0.9
+    keras.utils.set_random_seed(config.seed)
+    untrained = training.build_model(config).encoder
+    expected = evaluation.knn_accuracy(extract_features(untrained, train), train_y,
+                                       extract_features(untrained, test), test_y, k=10)
+    assert found["random_init"]["top1"] == pytest.approx(expected["top1"], abs=1e-6)
+    saved = json.load(open(os.path.join(str(tmp_path), "results_knn.json")))
+    assert saved["baselines"] == found
+    table = evaluation.protocols.results_table(results)
+    row = next(line for line in table.splitlines() if "top1, pixels" in line)
+    assert row.endswith(f"| {100 * found['pixels']['top1']:.2f}% |")
+
+
+def test_unknown_baseline_is_refused_before_any_work(encoder_path, tmp_path):
+    with pytest.raises(EvaluationError, match="unknown baseline 'sift'"):
+        evaluation.evaluate("knn", encoder_path, _config(), str(tmp_path), verbose=0,
+                            log=lambda *a: None, baselines=("sift",))
+
+
+def test_embedding_mode_writes_the_map_and_projector_files(encoder_path, tmp_path):
+    import PIL.Image
+
+    from mvmr_keras import plots
+
+    config = _config()
+    config.evaluation.embedding_points = 120
+    results = evaluation.evaluate("embedding", encoder_path, config, str(tmp_path), verbose=0,
+                                  log=lambda *a: None)
+    assert results["num_points"] == 120 and "baselines" not in results
+    with PIL.Image.open(os.path.join(str(tmp_path), "embedding.png")) as image:
+        assert image.format == "PNG" and image.size == plots.EMBEDDING_SIZE
+    projector = os.path.join(str(tmp_path), "projector")
+    tensors = np.loadtxt(os.path.join(projector, "tensors.tsv"))
+    labels = np.loadtxt(os.path.join(projector, "metadata.tsv"), dtype=int)
+    assert tensors.shape == (120, 128) and labels.shape == (120,)  # width 16: 8 * 16
+    # The rows are the encoder's features of the test images they label.
+    images, test_labels = data.load_digits("test")
+    features = extract_features(keras.saving.load_model(encoder_path), images)
+    nearest = np.argmin(((features[None] - tensors[:, None]) ** 2).sum(-1), axis=1)
+    assert np.array_equal(test_labels[nearest], labels)
 
 
 def test_label_subset_is_class_balanced():
@@ -152,7 +220,7 @@ def test_voc07_mode_map_matches_sklearn(encoder_path, tmp_path, monkeypatch):
     config = _config(epochs=30)
     config.probe_train_split, config.test_split = "trainval", "test"
     results = evaluation.evaluate("voc07", encoder_path, config, str(tmp_path),
-                                  verbose=0, log=lambda *a: None)
+                                  verbose=0, log=lambda *a: None, baselines=())
     assert len(results["per_class_ap"]) == 20
 
     # Independently: features of the resized images, the saved head, sklearn.

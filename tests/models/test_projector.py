@@ -48,3 +48,10 @@ def test_batchnorm_uses_the_reference_settings():
     projector.build((None, 4))
     for _, bn in projector.hidden:
         assert bn.epsilon == 1e-5 and bn.momentum == 0.9
+
+
+def test_batchnorm_settings_round_trip():
+    projector = Projector("8-4", batchnorm_epsilon=1e-3, batchnorm_momentum=0.99)
+    restored = Projector.from_config(projector.get_config())
+    bn = restored.hidden[0][1]
+    assert (bn.epsilon, bn.momentum) == (1e-3, 0.99)

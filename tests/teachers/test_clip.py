@@ -111,3 +111,17 @@ def test_saved_teacher_loads_without_its_preset(tiny_preset, tmp_path):
     np.testing.assert_allclose(to_numpy(loaded(images)), expected, rtol=1e-6, atol=1e-6)
     assert loaded.layers[0].preset == str(preset)
     assert not os.path.exists(preset)
+
+
+def test_a_file_saved_before_the_teacher_class_still_loads():
+    # tests/teachers/data/clip_teacher_v1.keras: keras.Sequential([Input((32,
+    # 32, 3)), CLIPTeacher(save_clip_preset(DIR, 32, seed=0), 32)]) saved by
+    # the CLIPTeacher that predates `Teacher`, with its output on these images.
+    data = os.path.join(os.path.dirname(__file__), "data")
+    loaded = keras.saving.load_model(os.path.join(data, "clip_teacher_v1.keras"))
+    teacher = loaded.layers[0]
+    assert isinstance(teacher, CLIPTeacher) and teacher.family == "clip"
+    assert teacher.interpolation == "bilinear" and teacher.output_dim == 16
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    expected = np.load(os.path.join(data, "clip_teacher_v1_embeddings.npy"))
+    np.testing.assert_allclose(to_numpy(loaded(images)), expected, rtol=1e-5, atol=1e-5)

@@ -114,3 +114,105 @@ def test_save_and_load_with_a_teacher(tiny_preset, tmp_path):
     reloaded = keras.saving.load_model(tmp_path / "cached.keras")
     assert reloaded.teacher is None and reloaded.teacher_weight == 2.0
     assert os.path.getsize(tmp_path / "cached.keras") < os.path.getsize(tmp_path / "model.keras")
+
+
+def _two_teachers(clip_preset, dinov2_preset):
+    from mvmr_keras.teachers import Teacher
+
+    return {
+        "clip": Teacher.from_preset(clip_preset, 32, name="teacher_clip"),
+        "dino": Teacher.from_preset(dinov2_preset, 32, embedding="cls+mean",
+                                    name="teacher_dino"),
+    }
+
+
+def test_two_teachers_each_add_their_term(tiny_preset, tiny_dinov2_preset):
+    teachers = _two_teachers(tiny_preset, tiny_dinov2_preset)
+    model = tiny_model(representations=(), teachers=teachers,
+                       teacher_weights={"clip": 0.5, "dino": 2.0})
+    assert model.term_names == ["mse", "std", "dcor_zz", "dcor_teacher_clip",
+                                "dcor_teacher_dino"]
+    original, augmented = random_views(16)
+    terms = model.compute_terms(original, augmented, training=False)
+    expected = (terms["mse"] + terms["std"] + (1 - terms["dcor_zz"])
+                + 0.5 * (1 - terms["dcor_teacher_clip"]) + 2.0 * (1 - terms["dcor_teacher_dino"]))
+    np.testing.assert_allclose(to_numpy(terms["loss"]), to_numpy(expected), rtol=1e-6)
+    # Each term is dCor with its own teacher's embedding.
+    from mvmr_keras import losses
+
+    z_aug = model(augmented)
+    for name, teacher in teachers.items():
+        np.testing.assert_allclose(
+            to_numpy(terms[f"dcor_teacher_{name}"]),
+            to_numpy(losses.distance_correlation(z_aug, teacher(original))), rtol=1e-5)
+    assert abs(float(terms["dcor_teacher_clip"]) - float(terms["dcor_teacher_dino"])) > 1e-4
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    logs = model.train_on_batch(original, augmented, return_dict=True)
+    assert set(logs) == {"loss", "mse", "std", "dcor_zz", "dcor_teacher_clip", "dcor_teacher_dino"}
+    assert all(np.isfinite(v) for v in logs.values())
+
+
+def test_cached_embeddings_of_several_teachers_as_the_third_element(
+        tiny_preset, tiny_dinov2_preset):
+    # A dict (or a tuple, in the teachers' order) in Keras's sample_weight
+    # slot, through train_on_batch and through fit on a tf.data stream.
+    teachers = _two_teachers(tiny_preset, tiny_dinov2_preset)
+    original, augmented = random_views(16)
+    embeddings = {name: to_numpy(t(original)) for name, t in teachers.items()}
+    weights = {"clip": 1.0, "dino": 0.5}
+
+    def fresh(layers):
+        keras.utils.set_random_seed(1)
+        model = tiny_model(representations=(), teachers=layers, teacher_weights=weights)
+        model.compile(optimizer=keras.optimizers.SGD(0.01))
+        return model
+
+    live_logs = fresh(teachers).train_on_batch(original, augmented, return_dict=True)
+    cached = {"clip": None, "dino": None}
+    dict_logs = fresh(cached).train_on_batch(original, augmented, embeddings, return_dict=True)
+    tuple_logs = fresh(cached).train_on_batch(
+        original, augmented, (embeddings["clip"], embeddings["dino"]), return_dict=True)
+    mixed_logs = fresh({"clip": teachers["clip"], "dino": None}).train_on_batch(
+        original, augmented, {"dino": embeddings["dino"]}, return_dict=True)
+    for logs in (dict_logs, tuple_logs, mixed_logs):
+        for name in ("loss", "dcor_teacher_clip", "dcor_teacher_dino"):
+            np.testing.assert_allclose(logs[name], live_logs[name], rtol=1e-5, err_msg=name)
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((original, augmented, embeddings)).batch(8)
+    history = fresh(cached).fit(ds, epochs=1, verbose=0, shuffle=False).history
+    assert {"dcor_teacher_clip", "dcor_teacher_dino"} <= set(history)
+    assert all(np.isfinite(v[-1]) for v in history.values())
+    with pytest.raises(ValueError, match=r"no layer and the batch brings no embedding"):
+        fresh(cached).compute_terms(original, augmented, teacher_embeddings={
+            "clip": embeddings["clip"]})
+    with pytest.raises(ValueError, match="not teachers without a layer"):
+        fresh({"clip": teachers["clip"], "dino": None}).compute_terms(
+            original, augmented, teacher_embeddings=embeddings)
+
+
+def test_bad_teacher_arguments_are_clear_errors(tiny_preset):
+    with pytest.raises(ValueError, match="either teacher/teacher_weight"):
+        tiny_model(representations=(), teacher_weight=1.0, teachers={"a": None})
+    with pytest.raises(ValueError, match="lower-case identifier"):
+        tiny_model(representations=(), teachers={"Bad name": None})
+    with pytest.raises(ValueError, match="unknown teachers"):
+        tiny_model(representations=(), teachers={"a": None}, teacher_weights={"b": 1.0})
+
+
+def test_save_and_load_with_several_teachers(tiny_preset, tiny_dinov2_preset, tmp_path):
+    teachers = _two_teachers(tiny_preset, tiny_dinov2_preset)
+    model = tiny_model(representations=(), teachers={"clip": teachers["clip"], "dino": None},
+                       teacher_weights={"clip": 1.0, "dino": 0.25})
+    original, augmented = random_views(8)
+    given = {"dino": to_numpy(teachers["dino"](original))}
+    terms = model.compute_terms(original, augmented, training=False, teacher_embeddings=given)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert loaded.teacher_names == ["clip", "dino"] and set(loaded.teachers) == {"clip"}
+    assert loaded.teacher_weights == {"clip": 1.0, "dino": 0.25}
+    loaded_terms = loaded.compute_terms(original, augmented, training=False,
+                                        teacher_embeddings=given)
+    for name in ("loss", "dcor_teacher_clip", "dcor_teacher_dino"):
+        np.testing.assert_allclose(to_numpy(loaded_terms[name]), to_numpy(terms[name]),
+                                   rtol=1e-5, err_msg=name)

@@ -7,8 +7,9 @@
 `--num_steps` steps (default 200) while the learning rate grows
 exponentially from `--min_lr` to `--max_lr`, stopping early once the
 smoothed loss exceeds 4x its best. It suggests the learning rate at the
-steepest descent of the smoothed loss against log(lr) (what PyTorch
-Lightning's `lr_find`, behind the official code's `--auto_lr`, suggests),
+steepest descent of the smoothed loss against log(lr) before its lowest
+point (PyTorch Lightning's `lr_find`, behind the official code's
+`--auto_lr`, takes the steepest descent anywhere),
 writes `W/lr_find.json` and `W/lr_find.png` (loss against learning rate,
 log scale, the suggestion marked) and prints `--config.learning_rate=...`.
 
@@ -65,17 +66,23 @@ def smooth(losses, beta=0.9):
 
 def suggest_learning_rate(learning_rates, losses, beta=0.9):
     """The learning rate where the smoothed loss falls fastest against
-    log(lr), skipping the first tenth of the sweep (the moving average's
-    start-up) and the last point. Returns `(suggestion, smoothed_losses)`."""
+    log(lr), looked for between the first tenth of the sweep (the moving
+    average's start-up) and the lowest smoothed loss: past that point the
+    loss only rises, and its noise there (a lucky batch just before
+    divergence) must not be taken for a descent. A tenth of the lowest
+    loss's learning rate when the loss never falls. Returns
+    `(suggestion, smoothed_losses)`."""
     learning_rates = np.asarray(learning_rates, "float64")
     smoothed = smooth(losses, beta)
     if len(smoothed) < 4:
         raise TuneError(f"the range test ran only {len(smoothed)} steps; it needs >= 4 "
                         "(raise --num_steps or lower --min_lr)")
     start = max(1, len(smoothed) // 10)
-    end = len(smoothed) - 1
-    slopes = np.gradient(smoothed[start:end + 1], np.log(learning_rates[start:end + 1]))[:-1]
-    return float(learning_rates[start + int(np.argmin(slopes))]), smoothed
+    lowest = int(np.argmin(smoothed))
+    if lowest - start < 2:
+        return float(learning_rates[lowest] / 10), smoothed
+    slopes = np.gradient(smoothed[start:lowest + 1], np.log(learning_rates[start:lowest + 1]))
+    return float(learning_rates[start + int(np.argmin(slopes[:-1]))]), smoothed
 
 
 def _training_batches(config):

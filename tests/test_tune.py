@@ -28,6 +28,15 @@ def test_suggestion_is_the_steepest_descent():
     assert suggestion == pytest.approx(1e-3, rel=0.3)
 
 
+def test_a_dip_past_the_lowest_loss_is_not_the_suggestion():
+    learning_rates = np.logspace(-6, 0, 61)
+    x = np.log10(learning_rates)
+    losses = 2 - np.tanh(2 * (x + 4)) + np.where(x > -2, 3 * (x + 2), 0)
+    losses[55] -= 1.5  # a lucky batch just before divergence: steep, but above the lowest loss
+    suggestion, _ = tune.suggest_learning_rate(learning_rates, losses, beta=0.0)
+    assert suggestion == pytest.approx(1e-4, rel=0.3)
+
+
 def test_smoothing_is_bias_corrected():
     assert np.allclose(tune.smooth([3.0, 3.0, 3.0], beta=0.9), 3.0)
 

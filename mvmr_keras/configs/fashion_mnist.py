@@ -3,9 +3,9 @@
 60,000 train / 10,000 test 28x28 grey images of 10 clothing classes, from
 Debian's `dataset-fashion-mnist` (or TFDS's `fashion_mnist`; see
 mvmr_keras/data/fashion_mnist.py). Unlike the bundled digits, the raw
-pixels leave room above them (docs/benchmarks.md, "Fashion-MNIST"): under
-this project's protocols they score 0.84-0.86 (linear probe and kNN), the
-figure every run prints beside its own.
+pixels leave room above them: its authors' pixel-level classifiers score
+about 0.84-0.89. Every run prints the pixels' linear probe and kNN under
+this project's protocols beside its own (docs/benchmarks.md, "Baselines").
 
 Two scales, chosen with the config argument:
 

@@ -5,9 +5,9 @@ classify better than (1) the same architecture at random initialisation and
 (2) the input itself. The raw-pixel baseline runs the very protocol the
 encoder gets, on a pixel "encoder": the images resized to the config's
 `image_size`, normalised with the encoder's statistics, flattened. On the
-bundled digits, raw pixels score 0.967 with the linear probe: an encoder
-below that has learned nothing a linear classifier could not read off the
-pixels.
+bundled digits at 32 px, raw pixels score 0.950 with the linear probe and
+0.969 with kNN: an encoder below that has learned nothing a linear
+classifier could not read off the pixels.
 
 `frozen_scores` is the trainer's pair of yardsticks (scikit-learn's
 logistic regression and weighted kNN, on features computed once);
@@ -17,7 +17,7 @@ Example:
 
 >>> train, test = load_digits("train"), load_digits("test")
 >>> pixel_scores(train, test, image_size=32)
-{'linear_probe_top1': 0.967, 'knn_top1': 0.967}
+{'linear_probe_top1': 0.95, 'knn_top1': 0.9694444444444444}
 """
 
 import numpy as np

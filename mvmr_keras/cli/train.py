@@ -18,10 +18,7 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter
     from absl import app, flags
 
-    try:
-        from mvmr_keras import cli  # imports Keras
-    except ValueError as e:  # Keras refuses an unknown KERAS_BACKEND at import
-        sys.exit(f"error: {e}; KERAS_BACKEND must be tensorflow, jax or torch")
+    from mvmr_keras import cli
 
     argv = sys.argv if argv is None else argv
     cli.use_shipped_config_names(argv)

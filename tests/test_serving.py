@@ -98,7 +98,7 @@ def test_bad_inputs_are_clear_errors(trained, tmp_path):
     (tmp_path / "a_file").write_text("x")
     cases = [
         ([f"--encoder={tmp_path / 'missing.keras'}", f"--output={tmp_path / 'o1'}"], "does not exist"),
-        ([f"--encoder={tmp_path / 'a_file'}", f"--output={tmp_path / 'o2'}"], "is not a loadable Keras model"),
+        ([f"--encoder={tmp_path / 'a_file'}", f"--output={tmp_path / 'o2'}"], "not a .keras archive"),
         ([f"--encoder={encoder_path}", f"--output={tmp_path / 'a_file'}"], "is a file, not a directory"),
         ([f"--encoder={encoder_path}", f"--output={tmp_path / 'o3'}", f"--head={tmp_path / 'wrong_head.keras'}"],
          f"the head takes 7 features but the encoder gives {model.encoder.output_dim}"),

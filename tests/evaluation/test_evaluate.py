@@ -264,7 +264,7 @@ def test_cli_refuses_a_file_that_is_not_a_keras_model(tmp_path):
     run = _run_cli("--mode=knn", f"--encoder={bogus}")
     assert run.returncode != 0
     last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith("error:") and "is not a loadable Keras model" in last
+    assert last.startswith("error:") and "not a .keras archive" in last
 
 
 def test_cli_refuses_an_image_size_the_encoder_cannot_take(encoder_path, tmp_path):

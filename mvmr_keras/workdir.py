@@ -395,7 +395,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self._model._initial_epoch = done
         # Brings history.json and TensorBoard back to the checkpoint: writes
         # what a kill left out, drops epochs of a checkpoint that was unusable.
-        self._publish(done)
+        self._publish(done, during_save=False)
         self._session = {"backend": keras.backend.backend(), "train_seconds": 0.0}
         self.state.setdefault("sessions", []).append(self._session)
 
@@ -471,15 +471,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
         for old in self.candidates()[self.keep:]:
             shutil.rmtree(os.path.join(self.directory, old), ignore_errors=True)
 
-    def _publish(self, completed):
+    def _publish(self, completed, during_save=True):
         """The workdir's copies for people and TensorBoard, derived from the
         committed checkpoint (rewritten on resume, so never ahead of it)."""
+        os.makedirs(self.workdir, exist_ok=True)
         write_json(os.path.join(self.workdir, HISTORY_FILE), self.history)
-        fault_point("history_published")
+        if during_save:  # the fault points name the instants of a save
+            fault_point("history_published")
         if self.tensorboard:
             write_tensorboard_epochs(os.path.join(self.workdir, "tensorboard"), self.history,
                                      completed)
-            fault_point("tensorboard_written")
+            if during_save:
+                fault_point("tensorboard_written")
 
 
 def write_tensorboard_epochs(log_dir, history, completed):

@@ -70,7 +70,8 @@ def suggest_learning_rate(learning_rates, losses, beta=0.9):
     average's start-up) and the lowest smoothed loss: past that point the
     loss only rises, and its noise there (a lucky batch just before
     divergence) must not be taken for a descent. A tenth of the lowest
-    loss's learning rate when the loss never falls. Returns
+    loss's learning rate when the loss never falls (but not below the sweep's
+    start). Returns
     `(suggestion, smoothed_losses)`."""
     learning_rates = np.asarray(learning_rates, "float64")
     smoothed = smooth(losses, beta)
@@ -79,8 +80,8 @@ def suggest_learning_rate(learning_rates, losses, beta=0.9):
                         "(raise --num_steps or lower --min_lr)")
     start = max(1, len(smoothed) // 10)
     lowest = int(np.argmin(smoothed))
-    if lowest - start < 2:
-        return float(learning_rates[lowest] / 10), smoothed
+    if lowest - start < 2:  # never inside the sweep's range: its start at the lowest
+        return float(max(learning_rates[lowest] / 10, learning_rates[0])), smoothed
     slopes = np.gradient(smoothed[start:lowest + 1], np.log(learning_rates[start:lowest + 1]))
     return float(learning_rates[start + int(np.argmin(slopes[:-1]))]), smoothed
 

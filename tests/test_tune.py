@@ -37,6 +37,12 @@ def test_a_dip_past_the_lowest_loss_is_not_the_suggestion():
     assert suggestion == pytest.approx(1e-4, rel=0.3)
 
 
+def test_a_loss_that_never_falls_suggests_the_start_of_the_sweep():
+    learning_rates = np.logspace(-6, 0, 20)
+    suggestion, _ = tune.suggest_learning_rate(learning_rates, np.linspace(1.0, 5.0, 20), beta=0.0)
+    assert suggestion == pytest.approx(1e-6)  # a tenth of it would lie outside the sweep
+
+
 def test_smoothing_is_bias_corrected():
     assert np.allclose(tune.smooth([3.0, 3.0, 3.0], beta=0.9), 3.0)
 

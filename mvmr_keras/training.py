@@ -422,9 +422,10 @@ def _train(config, workdir, verbose, log, callbacks):
     # marks the run as started): the baseline the run must beat.
     run_path = os.path.join(workdir, "run.json")
     run_info = workdir_lib.read_json(run_path, {}) if done else {}
+    knn_settings = baselines.knn_settings(config)
     if "random_init" not in run_info:
         run_info["random_init"] = baselines.frozen_scores(
-            model.encoder, probe_train, test, **baselines.knn_settings(config))
+            model.encoder, probe_train, test, **knn_settings)
     random_init = run_info["random_init"]
     random_init_top1 = random_init["linear_probe_top1"]
     log(f"Linear probe top-1 of the encoder at initialisation: {random_init_top1:.4f}")
@@ -478,11 +479,14 @@ def _train(config, workdir, verbose, log, callbacks):
             what.save(tmp)
     sessions = checkpoint.state.get("sessions", [])
     backends = list(dict.fromkeys(s["backend"] for s in sessions if s.get("train_seconds")))
+    if "pixels" not in run_info:  # once per run: minutes on 60,000 images, and never changes
+        run_info["pixels"] = baselines.pixel_scores(
+            probe_train, test, config.image_size, config.normalization, **knn_settings)
+        workdir_lib.write_json(run_path, run_info)
     results = baselines.flat_results(
-        baselines.frozen_scores(model.encoder, probe_train, test, **baselines.knn_settings(config)),
+        baselines.frozen_scores(model.encoder, probe_train, test, **knn_settings),
         random_init,
-        baselines.pixel_scores(probe_train, test, config.image_size, config.normalization,
-                               **baselines.knn_settings(config)),
+        run_info["pixels"],
     )
     results.update({
         "backend": "+".join(backends) or keras.backend.backend(),

@@ -40,6 +40,8 @@ import sys
 
 import numpy as np
 
+from mvmr_keras.workdir import read_json, write_json
+
 CACHE_FORMAT = 1
 _WEIGHT_SUFFIXES = (".h5", ".weights.json", ".safetensors", ".npz")
 
@@ -136,18 +138,6 @@ def original_view(images, image_size):
     return tf.image.resize(images, (image_size, image_size)).numpy()
 
 
-def _write_json(path, obj):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def _read_json(path, default=None):
-    if not os.path.exists(path):
-        return default
-    with open(path) as f:
-        return json.load(f)
 
 
 def compiled_predict(teacher, image_size):
@@ -176,7 +166,7 @@ class EmbeddingCache:
         self.directory = str(directory)
         self.key = dict(key)
         self.chunk_size = int(chunk_size)
-        existing = _read_json(self._path("metadata.json"))
+        existing = read_json(self._path("metadata.json"))
         if existing is not None and existing != json.loads(json.dumps(self.key)):
             raise CacheError(
                 f"teacher cache {self.directory} holds embeddings of {existing}, "
@@ -194,7 +184,7 @@ class EmbeddingCache:
 
     def progress(self):
         """`{"chunks", "images", "chunk_size", "complete", ...}` so far."""
-        return _read_json(
+        return read_json(
             self._path("progress.json"),
             {"chunks": 0, "images": 0, "chunk_size": self.chunk_size, "complete": False},
         )
@@ -225,7 +215,7 @@ class EmbeddingCache:
         if progress["complete"]:
             return progress["images"]
         os.makedirs(self.directory, exist_ok=True)
-        _write_json(self._path("metadata.json"), self.key)
+        write_json(self._path("metadata.json"), self.key)
         image_size = self.key["image_size"]
         start = progress["chunks"] * self.chunk_size
         total = _num_images(images)
@@ -247,13 +237,13 @@ class EmbeddingCache:
             np.save(tmp, embeddings)
             os.replace(tmp, self._chunk_path(index))
             done += len(chunk)
-            _write_json(self._path("progress.json"), {
+            write_json(self._path("progress.json"), {
                 "chunks": index + 1, "images": done, "chunk_size": self.chunk_size,
                 "dim": int(embeddings.shape[1]), "complete": False,
             })
         progress = self.progress()
         progress["complete"] = True
-        _write_json(self._path("progress.json"), progress)
+        write_json(self._path("progress.json"), progress)
         if bar is not None and total is None:
             sys.stdout.write("\n")
         return progress["images"]

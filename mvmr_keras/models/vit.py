@@ -82,6 +82,27 @@ def bicubic_resize_matrix(in_size, out_size, a=-0.75):
     return matrix
 
 
+def bicubic_resize_matrix_ops(in_size, out_size, dtype="float32", a=-0.75):
+    """`bicubic_resize_matrix` with tensor ops, for an `out_size` known
+    only when the graph runs (a scalar tensor)."""
+    out_float = ops.cast(out_size, "float32")
+    source = (ops.cast(ops.arange(out_size), "float32") + 0.5) * (in_size / out_float) - 0.5
+    left = ops.floor(source)
+    t = source - left
+
+    def near(x):
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    matrix = 0.0
+    for k, w in enumerate((far(t + 1), near(t), near(1 - t), far(2 - t))):
+        index = ops.clip(ops.cast(left, "int32") - 1 + k, 0, in_size - 1)
+        matrix = matrix + w[:, None] * ops.one_hot(index, in_size, dtype="float32")
+    return ops.cast(matrix, dtype)
+
+
 @keras.saving.register_keras_serializable(package="mvmr_keras")
 class DropPath(layers.Layer):
     """Stochastic depth: in training, zeroes a residual branch for a random
@@ -191,8 +212,7 @@ class ClassTokenAndPositionEmbedding(layers.Layer):
     """Patch grid `(B, h, w, D)` -> tokens `(B, 1 + h w, D)`: a learned CLS
     token first, plus a learned position embedding for the CLS token and a
     `grid_size` x `grid_size` reference grid, the grid part resized
-    bicubically to `(h, w)` when it differs. `h` and `w` must be known
-    when the layer runs (they are, per trace, on every backend)."""
+    bicubically to `(h, w)` when it differs."""
 
     def __init__(self, grid_size, **kwargs):
         super().__init__(**kwargs)
@@ -207,26 +227,33 @@ class ClassTokenAndPositionEmbedding(layers.Layer):
         )
 
     def grid_embedding(self, height, width):
-        """The grid's position embedding at `(height, width)`: `(h w, D)`."""
+        """The grid's position embedding at `(height, width)`: `(h w, D)`.
+        Static sizes use NumPy matrices; sizes known only when the graph
+        runs (a TensorFlow function traced with relaxed shapes) the same
+        matrices built with tensor ops."""
         g = self.grid_size
         grid = ops.reshape(self.position_embedding[0, 1:], (g, g, -1))
-        if (height, width) != (g, g):
+        static = isinstance(height, int) and isinstance(width, int)
+        if static and (height, width) == (g, g):
+            return ops.reshape(grid, (g * g, -1))
+        if static:
             rows = ops.convert_to_tensor(bicubic_resize_matrix(g, height), grid.dtype)
             cols = ops.convert_to_tensor(bicubic_resize_matrix(g, width), grid.dtype)
-            grid = ops.einsum("hg,wk,gkd->hwd", rows, cols, grid)
-        return ops.reshape(grid, (height * width, -1))
+        else:
+            rows = bicubic_resize_matrix_ops(g, height, grid.dtype)
+            cols = bicubic_resize_matrix_ops(g, width, grid.dtype)
+        grid = ops.einsum("hg,wk,gkd->hwd", rows, cols, grid)
+        return ops.reshape(grid, (-1, grid.shape[-1]))
 
     def call(self, patches):
         height, width = patches.shape[1], patches.shape[2]
         if height is None or width is None:
-            raise ValueError(
-                "VisionTransformerBackbone needs images of known height and "
-                "width when it runs; got a patch grid of shape "
-                f"{tuple(patches.shape)}."
-            )
+            dynamic = ops.shape(patches)
+            height = dynamic[1] if height is None else height
+            width = dynamic[2] if width is None else width
         batch = ops.shape(patches)[0]
         dim = patches.shape[-1]
-        tokens = ops.reshape(patches, (batch, height * width, dim))
+        tokens = ops.reshape(patches, (batch, -1, dim))
         position = ops.concatenate(
             [self.position_embedding[0, :1], self.grid_embedding(height, width)], axis=0
         )

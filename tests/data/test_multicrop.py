@@ -68,7 +68,7 @@ def test_global_one_is_always_blurred_and_global_two_rarely():
         "local": (_high_frequency(l[:, 0].numpy()) < 0.5 * sharp).mean(),
     }
     # Sigma is uniform in 0.1-2 px; below about 0.4 px a blur barely shows.
-    assert blurred["g1"] > 0.7, blurred
+    assert blurred["g1"] > 0.6, blurred
     assert blurred["g2"] < 0.2, blurred  # p 0.1
     assert 0.25 < blurred["local"] < 0.6, blurred  # p 0.5
 

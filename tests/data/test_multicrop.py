@@ -51,7 +51,8 @@ def test_same_seed_repeats_and_other_seeds_differ():
 def _high_frequency(x):
     """Mean squared Laplacian over variance, per image (scale-free)."""
     grey = x.mean(-1)
-    lap = 4 * grey[:, 1:-1, 1:-1] - grey[:, :-2, 1:-1] - grey[:, 2:, 1:-1] - grey[:, 1:-1, :-2] - grey[:, 1:-1, 2:]
+    lap = (4 * grey[:, 1:-1, 1:-1] - grey[:, :-2, 1:-1] - grey[:, 2:, 1:-1]
+           - grey[:, 1:-1, :-2] - grey[:, 1:-1, 2:])
     return (lap**2).mean((1, 2)) / (grey.var((1, 2)) + 1e-6)
 
 
@@ -117,7 +118,8 @@ def test_images_of_different_sizes():
     batches = list(multicrop_views(ds, 24, 12, 2, batch_size=4, labels=True, shuffle=False, seed=0))
     assert len(batches) == 2
     crops, y = batches[0]
-    assert crops["global_crops"].shape == (4, 2, 24, 24, 3) and crops["local_crops"].shape == (4, 2, 12, 12, 3)
+    assert crops["global_crops"].shape == (4, 2, 24, 24, 3)
+    assert crops["local_crops"].shape == (4, 2, 12, 12, 3)
     assert list(y.numpy()) == [0, 1, 2, 3]
     assert 0.0 <= crops["local_crops"].numpy().min() and crops["global_crops"].numpy().max() <= 255.0
 

@@ -280,7 +280,10 @@ def test_sigint_to_train_py_exits_130_with_the_epoch_to_resume_from(tmp_path):
     process = subprocess.Popen(  # stderr to a file: a full pipe would stall the run
         [sys.executable, "train.py", f"--config={config}", f"--workdir={workdir}"],
         cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=REPO_ROOT),
-        stdout=subprocess.DEVNULL, stderr=log)
+        stdout=subprocess.DEVNULL, stderr=log,
+        # A shell's background job (nohup, CI) ignores SIGINT, and a child
+        # would inherit that; Python turns only a default SIGINT into Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 300
         while not os.path.exists(workdir / "checkpoints" / "latest"):  # an epoch saved

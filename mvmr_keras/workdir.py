@@ -271,7 +271,31 @@ class ProbePart(CheckpointPart):
         path = os.path.join(directory, self.name)
         if os.path.exists(path):
             # compile=True brings back the Adam moments and step count too.
-            self.callback.probe = keras.saving.load_model(path)
+            probe = keras.saving.load_model(path)
+            native_optimizer(probe)
+            self.callback.probe = probe
+
+
+def native_optimizer(model):
+    """Gives a loaded, compiled `model` this backend's optimizer class.
+
+    A `.keras` saved on PyTorch names PyTorch's own optimizer class
+    (`keras.src.backend.torch.optimizers...`); loaded on another backend it
+    stays that class and fails at its first step. Swapped for this
+    backend's class with the same config and variable values (moments, step
+    count), so a run resumed on another backend goes on as it was."""
+    foreign = getattr(model, "optimizer", None)
+    module = type(foreign).__module__
+    if (foreign is None or not module.startswith("keras.src.backend.")
+            or module.startswith(f"keras.src.backend.{keras.backend.backend()}.")):
+        return
+    native = keras.optimizers.get(
+        {"class_name": type(foreign).__name__, "config": foreign.get_config()})
+    native.build(model.trainable_variables)
+    for mine, theirs in zip(native.variables, foreign.variables):
+        mine.assign(keras.ops.convert_to_numpy(theirs))
+    model.optimizer = native
+    model.train_function = None  # rebuilt with the new optimizer at the next step
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

@@ -2,10 +2,14 @@
 are never saved, a kill inside a save resumes cleanly, one run per
 workdir, any image size, and one-line errors for bad input."""
 
+import contextlib
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -215,6 +219,33 @@ def test_commands_report_bad_input_in_one_line(tmp_path, trained):
         "is not an image encoder")
 
 
+@contextlib.contextmanager
+def _read_only(folder):
+    """`folder` made read-only for this process: by its mode for a normal
+    user, by the immutable attribute for root (which ignores modes)."""
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        undo = lambda: folder.chmod(0o755)  # noqa: E731
+    else:
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+        undo = lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)  # noqa: E731
+    try:
+        with pytest.raises(OSError):
+            (folder / "probe").write_text("x")
+        yield folder
+    finally:
+        undo()
+
+
+def test_an_export_to_a_read_only_folder_is_one_line(tmp_path, trained):
+    with _read_only(tmp_path / "read_only") as folder:
+        result = _run([f"--encoder={trained[0]}/encoder.keras", f"--output={folder}"],
+                      module="export.saved_model")
+        assert os.listdir(folder) == []
+    _assert_one_line(result, f"cannot write the SavedModel to {folder}/1")
+
+
 def test_ctrl_c_says_how_to_resume(tmp_path):
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -226,6 +257,52 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
         training.train(_fast(epochs=2), str(tmp_path), verbose=0, log=_quiet,
                        callbacks=[Interrupt()])
     assert not os.path.exists(tmp_path / ".lock")
+
+
+_SLOW_CONFIG = """
+import sys
+sys.path.insert(0, {tests!r})
+from tiny_training_config import tiny_config
+
+
+def get_config():
+    config = tiny_config(epochs=1000)  # still training when the signal comes
+    config.evaluation.after_training = ""
+    config.evaluation.knn_every_n_epochs = 0
+    return config
+"""
+
+
+def test_sigint_to_train_py_exits_130_with_the_epoch_to_resume_from(tmp_path):
+    config = tmp_path / "slow.py"
+    config.write_text(_SLOW_CONFIG.format(tests=os.path.join(REPO_ROOT, "tests")))
+    workdir, log = tmp_path / "w", open(tmp_path / "stderr.txt", "w")
+    process = subprocess.Popen(  # stderr to a file: a full pipe would stall the run
+        [sys.executable, "train.py", f"--config={config}", f"--workdir={workdir}"],
+        cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+        stdout=subprocess.DEVNULL, stderr=log,
+        # A shell's background job (nohup, CI) ignores SIGINT, and a child
+        # would inherit that; Python turns only a default SIGINT into Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.time() + 300
+        while not os.path.exists(workdir / "checkpoints" / "latest"):  # an epoch saved
+            assert process.poll() is None and time.time() < deadline, "training never saved"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        process.wait(timeout=120)
+    finally:
+        process.kill()
+        log.close()
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == 130
+    assert "Traceback" not in stderr, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    found = re.fullmatch(r"interrupted; rerun the same command to resume from epoch (\d+)", last)
+    assert found, stderr[-2000:]
+    done = workdir_lib.EpochCheckpoint(str(workdir), log=_quiet).completed_on_disk()
+    assert int(found.group(1)) == done + 1 >= 2
+    assert not os.path.exists(workdir / ".lock")
 
 
 # 7. Smaller defects.
@@ -243,7 +320,8 @@ def test_a_truncated_keras_file_is_called_truncated(tmp_path, trained):
     data = open(os.path.join(trained[0], "encoder.keras"), "rb").read()
     path = tmp_path / "encoder.keras"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(evaluation.EvaluationError, match="truncated"):
+    # The message, not the path (pytest names tmp_path after this test).
+    with pytest.raises(evaluation.EvaluationError, match="is truncated or not a .keras archive"):
         evaluation.load_encoder(str(path))
 
 
@@ -256,3 +334,44 @@ def test_resuming_a_finished_run_keeps_its_time_backend_and_baseline(trained):
     assert again["random_init_top1"] == first["random_init_top1"]
     assert again["backend"] == BACKEND
     assert "NaN" not in open(os.path.join(workdir, "history.json")).read()
+
+
+_RESUME_HERE = """
+import sys
+sys.path.insert(0, {tests!r})
+from tiny_training_config import tiny_config
+from mvmr_keras import training
+
+config = tiny_config(epochs=2)  # as _fast(epochs=2)
+config.evaluation.after_training = ""
+config.evaluation.knn_every_n_epochs = 0
+training.train(config, {workdir!r}, verbose=0, log=lambda *args: None)
+"""
+
+# Another backend for the second session (each backend's run picks the next).
+_OTHER_BACKEND = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}[BACKEND]
+
+
+def test_resuming_on_another_backend_keeps_the_backend_history_and_baseline(tmp_path):
+    workdir = str(tmp_path / "w")
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(training.TrainingInterrupted, match="resume from epoch 2"):
+        training.train(_fast(epochs=2), workdir, verbose=0, log=_quiet, callbacks=[Interrupt()])
+    random_init = json.load(open(os.path.join(workdir, "run.json")))["random_init"]
+    script = tmp_path / "resume.py"
+    script.write_text(_RESUME_HERE.format(tests=os.path.join(REPO_ROOT, "tests"), workdir=workdir))
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+        env=dict(os.environ, KERAS_BACKEND=_OTHER_BACKEND, PYTHONPATH=REPO_ROOT))
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.load(open(os.path.join(workdir, "results.json")))
+    assert results["backend"] == f"{BACKEND}+{_OTHER_BACKEND}"
+    assert results["random_init_top1"] == random_init["linear_probe_top1"]
+    first, second = results["train_seconds_per_session"]
+    assert first > 0 and second > 0
+    assert len(json.load(open(os.path.join(workdir, "history.json")))["loss"]) == 2

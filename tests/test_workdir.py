@@ -200,3 +200,36 @@ def test_a_workdir_that_is_a_file_is_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(workdir_lib.WorkdirError, match="is a file, not a directory"):
         workdir_lib.WorkdirLock(str(tmp_path / "file")).acquire()
+
+
+_SAVE_ON_TORCH = """
+import sys
+import keras
+import numpy as np
+
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+model.train_on_batch(np.ones((8, 4), "float32"), np.zeros((8, 2), "float32"))
+model.save(sys.argv[1])
+"""
+
+
+def test_a_probe_saved_on_torch_trains_on_any_backend(tmp_path):
+    script = tmp_path / "save.py"
+    script.write_text(_SAVE_ON_TORCH)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "online_probe.keras")],
+                   check=True, capture_output=True, env=dict(os.environ, KERAS_BACKEND="torch"))
+
+    class Probe:  # stands for callbacks.OnlineLinearProbe
+        probe = None
+
+    callback = Probe()
+    workdir_lib.ProbePart(callback).restore(str(tmp_path))
+    optimizer = callback.probe.optimizer
+    assert type(optimizer).__module__.split(".")[:3] != ["keras", "src", "backend"] or (
+        keras.backend.backend() in type(optimizer).__module__)
+    moments = [np.array(keras.ops.convert_to_numpy(v)) for v in optimizer.variables]
+    assert int(moments[0]) == 1 and np.abs(moments[2]).max() > 0  # the step and m, carried over
+    callback.probe.train_on_batch(np.ones((8, 4), "float32"), np.zeros((8, 2), "float32"))
+    assert int(keras.ops.convert_to_numpy(callback.probe.optimizer.iterations)) == 2

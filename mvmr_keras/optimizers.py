@@ -15,7 +15,9 @@ compiled train step on every backend:
   SGD adds `wd * w` to the (clipped) gradient, as `torch.optim.SGD`.
 - `freeze_steps`: variables whose name contains `frozen_name` (default
   `last_layer`) get a zero gradient and no decay while `iterations <
-  freeze_steps` (DINO cancels its head's last layer during epoch 0).
+  freeze_steps` (DINO cancels its head's last layer during epoch 0); once
+  free, AdamW's bias correction counts their steps from there, as
+  PyTorch's per-parameter Adam state does.
 - per-tensor gradient clipping is Keras's own `clipnorm` (each gradient is
   clipped by its own norm: `BaseOptimizer._clip_gradients`).
 
@@ -103,6 +105,23 @@ class DistillationAdamW(_DistillationMixin, keras.optimizers.AdamW):
             if self.decays(variable):
                 factor = self._decay_factor(variable) * ops.cast(lr, variable.dtype)
                 variable.assign(variable - variable * factor)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.freeze_steps > 0 and self.is_frozen_at_first(variable):
+            # PyTorch's Adam counts a parameter's bias correction from its
+            # first gradient; Keras's from the optimiser's first step, which
+            # would give the unfrozen layer up to ~6x larger steps for
+            # hundreds of steps. Rescale the rate to the parameter's own count.
+            dtype = variable.dtype
+            step = ops.cast(self.iterations + 1, dtype)
+            own_step = ops.maximum(step - self.freeze_steps, 1.0)
+            beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+
+            def correction(t):
+                return ops.sqrt(1.0 - ops.power(beta_2, t)) / (1.0 - ops.power(beta_1, t))
+
+            learning_rate = ops.cast(learning_rate, dtype) * correction(own_step) / correction(step)
+        return super().update_step(gradient, variable, learning_rate)
 
     def get_config(self):
         config = super().get_config()

@@ -39,16 +39,26 @@ def test_adamw_decays_rank_two_tensors_on_the_cosine_schedule():
         float(to_numpy(schedules.cosine(3, total, 0.04, 0.4))))
 
 
-def test_the_last_layer_is_frozen_for_freeze_steps_then_moves():
+def test_the_last_layer_is_frozen_for_freeze_steps_then_moves_as_in_pytorch():
     variables = _variables()
-    optimizer = DistillationAdamW(learning_rate=0.1, weight_decay=0.04, freeze_steps=2)
-    grads = {k: np.ones(v.shape) for k, v in variables.items()}
+    lr, wd = 0.1, 0.04
+    optimizer = DistillationAdamW(learning_rate=lr, weight_decay=wd, freeze_steps=2)
+    grads = {k: np.full(v.shape, 0.5) for k, v in variables.items()}
     for _ in range(2):
         _step(optimizer, variables, grads)
     np.testing.assert_array_equal(to_numpy(variables["last"]), 2.0)  # no gradient, no decay
     assert not np.allclose(to_numpy(variables["kernel"]), 2.0)
-    _step(optimizer, variables, grads)
-    assert (to_numpy(variables["last"]) < 2.0).all()
+    # torch.optim.AdamW on a parameter whose first gradient comes now: decay,
+    # then a bias-corrected first step of exactly lr * g / |g|.
+    for step in (1, 2):
+        _step(optimizer, variables, grads)
+    m = v = 0.0
+    expected = 2.0
+    for step in (1, 2):
+        expected *= 1 - lr * wd
+        m, v = 0.9 * m + 0.1 * 0.5, 0.999 * v + 0.001 * 0.25
+        expected -= lr * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-7)
+    np.testing.assert_allclose(to_numpy(variables["last"]), expected, rtol=1e-5)
 
 
 def test_clipnorm_clips_each_tensor_by_its_own_norm():

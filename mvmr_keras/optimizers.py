@@ -65,6 +65,7 @@ class _DistillationMixin:
     def apply(self, grads, trainable_variables=None):
         variables = (self._trainable_variables if trainable_variables is None
                      else list(trainable_variables))
+        grads = [None if g is None else ops.convert_to_tensor(g) for g in grads]
         if self.freeze_steps > 0:
             grads = [
                 g if g is None or not self.is_frozen_at_first(v) else g * self._unfrozen(g.dtype)
@@ -149,7 +150,7 @@ class DistillationSGD(_DistillationMixin, keras.optimizers.SGD):
         # After clipping (torch.optim.SGD adds wd * w inside its step).
         grads = [
             g if g is None or not self.decays(v)
-            else g + ops.cast(self._decay_factor(v), g.dtype) * ops.cast(v, g.dtype)
+            else ops.add(g, ops.cast(self._decay_factor(v), g.dtype) * ops.cast(v, g.dtype))
             for g, v in zip(grads, trainable_variables)
         ]
         return super()._backend_update_step(grads, trainable_variables, learning_rate)

@@ -8,6 +8,13 @@ augmented view, BatchNorm in training mode), the MV-MR loss (MSE + variance
 hinge, 1 - dCor(z, z~), 1 - dCor(pixels of the normalised original, z~)),
 the backward pass and an Adam step with decoupled weight decay.
 
+Every row does the same work: the `pixels` representation only
+(`BENCHMARKED_REPRESENTATIONS`, named in the notes under the table), since
+the plain-PyTorch step computes no other. Before it is timed, each row's
+loss at step 1 is checked term by term (mse, std, dcor_zz, dcor_pixels,
+loss) against `mvmr_keras.losses.mvmr_loss` on that step's own tensors
+(`tests/bench/test_train_step.py` runs the same check for every config).
+
 Implementations ("--backends"):
 
 - `tensorflow`, `jax`, `torch`: the library's own model,
@@ -21,30 +28,37 @@ Implementations ("--backends"):
   TensorFlow, `torch.compile` on PyTorch).
 - `pytorch`: the same step written here in plain PyTorch eager code, without
   Keras: a torchvision-style ResNet18 with our stem, widths and zero-init
-  residual, the projector, the normalisation, the MV-MR loss and
-  `torch.optim.AdamW` (Keras's `Adam(weight_decay=...)` decays weights the
-  decoupled way, which is AdamW). Before it is timed, its loss function is
-  checked against `mvmr_keras.losses.mvmr_loss` on the same tensors.
+  residual, the projector (BatchNorm as ours), the normalisation, the MV-MR
+  loss and `torch.optim.AdamW` (Keras's `Adam(weight_decay=...)` decays
+  weights the decoupled way, which is AdamW).
 
 How
 ---
 Views are random float32 images in [0, 255] from numpy, made once. Each
-implementation runs in its own subprocess (KERAS_BACKEND set, thread counts
-left at the libraries' defaults). The driver (the default mode) starts them
-one after the other; each builds its model and runs `--warmup` untimed steps
-(tracing and compilation happen there). Then come `--steps` rounds; in each
-round every implementation times one step, in turn, so only one process
-computes at any moment, and the order rotates from round to round. On a
-machine shared with other work this spreads the changes in load over all
-implementations instead of penalising whichever ran while the load was high.
-A step's time is the wall time of the call including converting its loss to
-a Python float, which waits for the result. The figure reported is the
-median; min and max are shown too. The driver prints one markdown table.
+implementation runs in its own subprocess (KERAS_BACKEND set) with its
+thread pools pinned to the cores available (`--threads`; TensorFlow's
+intra/inter-op pools, torch's threads and OpenMP; XLA's CPU pool has no
+supported setting and takes one thread per core). The driver starts them
+one after the other; each builds its model and runs `--warmup` untimed
+steps (the first is the loss check; tracing and compilation happen there).
+Then come `--steps` rounds; in each round every implementation times one
+step, in turn, so only one process computes at any moment, and the order
+rotates from round to round. The whole comparison is repeated `--repeats`
+times with fresh processes. A step's time is the wall time of the call
+including converting its loss to a Python float, which waits for the
+result.
+
+Each row reports the median of its per-round ratios to the reference
+(`--reference`, plain PyTorch by default): a ratio divides a step by the
+reference's step of the same round, so both ran under the same load. The
+interquartile range of those ratios is the spread; a row is called faster
+or slower only when that range lies wholly below or above 1, and "within
+noise" otherwise. The 1-minute load average during the rounds is printed.
 
 Usage:
 
-    python bench/train_step.py                       # everything
-    python bench/train_step.py --configs digits --backends jax,pytorch --steps 5
+    python bench/train_step.py                       # everything, 3 repetitions
+    python bench/train_step.py --configs digits --backends jax,pytorch --steps 5 --repeats 3
 """
 
 import argparse
@@ -88,6 +102,10 @@ READY_PREFIX = "BENCH_READY "
 STEP_PREFIX = "BENCH_STEP "
 PAUSE_BETWEEN_STEPS_S = 0.5
 LOSS_CHECK_TOLERANCE = 1e-4
+BENCHMARKED_REPRESENTATIONS = "pixels"
+REFERENCE_LOSS_TERMS = ("mse", "std", "dcor_zz", "dcor_pixels", "loss")
+# A ratio is a win or a loss only when its interquartile range over all timed
+# rounds lies wholly below or above 1; otherwise it is "within noise".
 
 
 # ----------------------------------------------------------------------------
@@ -102,13 +120,16 @@ def benchmark_config(name, resnet18_96_projector="8192-8192-8192", batch_size=No
     from mvmr_keras.configs import digits
 
     config = digits.get_config()
+    # Every row computes the same loss: the plain-PyTorch step has the pixels
+    # representation only, so the Keras rows use only it too (the digits
+    # config's other four would be work the reference row does not do).
+    config.representations = BENCHMARKED_REPRESENTATIONS
     if name == "resnet18_96":
         config.image_size = 96
         config.small_kernel_stem = True
         config.backbone_width = 64
         config.batch_size = 64
         config.projector = resnet18_96_projector
-        config.representations = "pixels"
     if name in CONFIG_NAMES:
         if batch_size:
             config.batch_size = batch_size
@@ -133,6 +154,8 @@ def random_views(config, seed=0):
 
 
 def keras_step_function(config, jit_compile):
+    """The library's step on the current backend, and the check of its loss
+    at step 1 against `mvmr_loss` on the same tensors (`first_step_check`)."""
     from mvmr_keras import training
 
     model = training.build_model(config)
@@ -141,13 +164,61 @@ def keras_step_function(config, jit_compile):
         jit_compile=jit_compile,
     )
     original, augmented = random_views(config)
+    first_step = {}
 
     def step():
         logs = model.train_on_batch(original, augmented, return_dict=True)
+        if not first_step:
+            first_step.update({k: float(v) for k, v in logs.items()})
         return float(logs["loss"])
 
+    def first_step_check():
+        """Max |difference|, over every term, between the first step's logs
+        and `mvmr_loss` on the embeddings of the same batch (BatchNorm in
+        training mode uses batch statistics, so the forward is the step's)."""
+        import keras
+
+        z = keras.ops.convert_to_numpy(model(original, training=True))
+        z_aug = keras.ops.convert_to_numpy(model(augmented, training=True))
+        pixels = keras.ops.convert_to_numpy(model.encoder.normalize(original))
+        reference = library_loss_terms(z, z_aug, pixels, config)
+        step()
+        return compare_terms(first_step, reference), first_step["loss"]
+
     details = {"resolved_jit_compile": str(model.jit_compile)}
-    return step, details
+    return step, first_step_check, details
+
+
+def library_loss_terms(z, z_aug, pixels_nhwc, config):
+    """`mvmr_keras.losses.mvmr_loss` on NumPy tensors, as floats per term."""
+    import keras
+
+    from mvmr_keras import losses
+
+    terms = losses.mvmr_loss(
+        z, z_aug, {"pixels": pixels_nhwc},
+        objective=config.representation_objective,
+        variance_margin=config.variance_margin,
+    )
+    return {k: float(keras.ops.convert_to_numpy(v)) for k, v in terms.items()}
+
+
+def compare_terms(found, reference):
+    """Max |difference| over REFERENCE_LOSS_TERMS; raises beyond the tolerance."""
+    missing = [k for k in REFERENCE_LOSS_TERMS if k not in found or k not in reference]
+    if missing:
+        raise AssertionError(f"loss terms {missing} missing: found {sorted(found)}, "
+                             f"reference {sorted(reference)}")
+    differences = {k: abs(found[k] - reference[k]) for k in REFERENCE_LOSS_TERMS}
+    worst = max(differences.values())
+    if not worst <= LOSS_CHECK_TOLERANCE:
+        raise AssertionError(
+            f"loss at step 1 differs from mvmr_keras.losses.mvmr_loss on the same "
+            f"tensors by {worst:.2e}: {({k: round(v, 6) for k, v in differences.items()})}; "
+            f"found {({k: found[k] for k in REFERENCE_LOSS_TERMS})}, "
+            f"reference {({k: reference[k] for k in REFERENCE_LOSS_TERMS})}"
+        )
+    return worst
 
 
 # ----------------------------------------------------------------------------
@@ -215,8 +286,8 @@ def build_plain_pytorch(config):
         for size in sizes[:-1]:
             linear = nn.Linear(dim, size, bias=False)
             nn.init.xavier_uniform_(linear.weight)  # Keras Dense's default
-            # Keras BatchNormalization's defaults: momentum 0.99, epsilon 1e-3.
-            layers += [linear, nn.BatchNorm1d(size, eps=1e-3, momentum=0.01), nn.ReLU()]
+            # The library's projector BatchNorm (PyTorch's defaults).
+            layers += [linear, nn.BatchNorm1d(size, eps=1e-5, momentum=0.1), nn.ReLU()]
             dim = size
         output = nn.Linear(dim, sizes[-1], bias=False)
         nn.init.xavier_uniform_(output.weight)
@@ -250,6 +321,7 @@ def build_plain_pytorch(config):
         weight_decay=config.weight_decay,
     )
     original, augmented = random_views(config)
+    first_step = {}
 
     def step():
         normalized_original = normalize(original)
@@ -258,12 +330,25 @@ def build_plain_pytorch(config):
         terms = torch_mvmr_loss(
             z, z_aug, normalized_original, config.variance_margin
         )
+        if not first_step:  # the tensors of step 1, for the loss check
+            first_step["terms"] = {k: float(v.detach()) for k, v in terms.items()}
+            first_step["tensors"] = (
+                z.detach().cpu().numpy(), z_aug.detach().cpu().numpy(),
+                normalized_original.detach().permute(0, 2, 3, 1).cpu().numpy(),
+            )
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
         return terms["loss"].item()
 
-    return step
+    def first_step_check():
+        """Max |difference|, over every term, between step 1's loss and
+        `mvmr_loss` (Keras, any backend) on step 1's own tensors."""
+        step()
+        terms = first_step["terms"]
+        return compare_terms(terms, library_loss_terms(*first_step["tensors"], config)), terms["loss"]
+
+    return step, first_step_check
 
 
 def torch_distance_correlation(x, y):
@@ -327,49 +412,45 @@ def torch_mvmr_loss(z, z_aug, pixels, variance_margin=1.0, variance_epsilon=1e-4
     return terms
 
 
-def check_torch_loss_matches_library():
-    """Max |difference| between `torch_mvmr_loss` and the library's
-    `mvmr_loss` on the same fixed tensors (on the torch backend); raises if
-    any term differs by more than LOSS_CHECK_TOLERANCE."""
-    import keras
-    import numpy as np
-    import torch
-
-    from mvmr_keras import losses
-
-    if keras.backend.backend() != "torch":
-        raise RuntimeError("The loss check runs on KERAS_BACKEND=torch.")
-    rng = np.random.default_rng(1)
-    z = rng.normal(size=(32, 64)).astype("float32")
-    z[:, :8] *= 0.1  # some dimensions under the variance margin
-    z_aug = (z + 0.5 * rng.normal(size=z.shape)).astype("float32")
-    pixels = rng.normal(size=(32, 8, 8, 3)).astype("float32")
-    ours = losses.mvmr_loss(
-        torch.from_numpy(z), torch.from_numpy(z_aug), {"pixels": torch.from_numpy(pixels)}
-    )
-    plain = torch_mvmr_loss(
-        torch.from_numpy(z),
-        torch.from_numpy(z_aug),
-        torch.from_numpy(pixels).permute(0, 3, 1, 2),  # NCHW, as the plain step has it
-    )
-    difference = max(abs(float(ours[k]) - float(plain[k])) for k in plain)
-    if not difference <= LOSS_CHECK_TOLERANCE:
-        raise AssertionError(
-            f"plain PyTorch loss differs from mvmr_keras.losses.mvmr_loss by "
-            f"{difference:.2e}: ours {({k: float(v) for k, v in ours.items()})}, "
-            f"plain {({k: float(v) for k, v in plain.items()})}"
-        )
-    return difference
-
-
 # ----------------------------------------------------------------------------
 # Worker: one (config, implementation) in this process
 # ----------------------------------------------------------------------------
 
 
+def available_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def pin_threads(implementation, threads):
+    """Sets the engine's thread pools to `threads` before it runs anything;
+    returns a description of what was set, for the table's notes."""
+    backend = IMPLEMENTATIONS[implementation][0]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        return f"TF intra-op {threads}, inter-op {threads}"
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(threads)
+        return f"torch intra-op {torch.get_num_threads()}, inter-op {threads}"
+    # XLA's CPU client makes one thread per core it may use; it has no
+    # supported setting for fewer (JAX issues 743, 1539), so the worker's
+    # CPU affinity is what pins it.
+    return f"XLA CPU pool: one per core, affinity {threads}"
+
+
 def run_worker(args):
-    """Builds one implementation, warms it up, then times one step per
-    "step" line read from stdin until "quit" (the protocol the driver uses).
+    """Builds one implementation, checks its loss at step 1 against
+    `mvmr_loss` on the same tensors (that check is the first warm-up step),
+    warms it up, then times one step per "step" line read from stdin until
+    "quit" (the protocol the driver uses).
 
     Replies are single lines on stdout: READY <json> after the warm-up,
     STEP <seconds> after each timed step.
@@ -381,17 +462,21 @@ def run_worker(args):
             f"{args.implementation} needs KERAS_BACKEND={expected_backend}; "
             f"got {backend}."
         )
+    threads = args.threads or available_cores()
+    if threads < available_cores() and expected_backend == "jax":
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
+    details = {"threads": pin_threads(args.implementation, threads)}
     config = benchmark_config(args.config, args.resnet18_96_projector, args.batch_size)
-    details = {"projector": config.projector}
+    details["projector"] = config.projector
     if args.implementation == "pytorch":
-        details["loss_check_max_abs_difference"] = check_torch_loss_matches_library()
-        step = build_plain_pytorch(config)
+        step, first_step_check = build_plain_pytorch(config)
     else:
         jit_compile = True if args.implementation.endswith(("-xla", "-jit")) else "auto"
-        step, keras_details = keras_step_function(config, jit_compile)
+        step, first_step_check, keras_details = keras_step_function(config, jit_compile)
         details.update(keras_details)
     start = time.perf_counter()
-    details["first_loss"] = step()
+    # Step 1 is checked against mvmr_loss on its own tensors, then warms up.
+    details["loss_check_max_abs_difference"], details["first_loss"] = first_step_check()
     for _ in range(args.warmup - 1):
         step()
     details["warmup_s"] = time.perf_counter() - start
@@ -413,10 +498,13 @@ class WorkerProcess:
         self.step_seconds = []
         self.details = {}
         self.error = None
+        threads = str(args.threads or available_cores())
         env = dict(
             os.environ,
             KERAS_BACKEND=IMPLEMENTATIONS[implementation][0],
             TF_CPP_MIN_LOG_LEVEL="2",
+            OMP_NUM_THREADS=threads,  # torch's and oneDNN's OpenMP pools
+            MKL_NUM_THREADS=threads,
         )
         self.stderr = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
@@ -427,6 +515,7 @@ class WorkerProcess:
                 "--warmup", str(args.warmup or DEFAULT_WARMUP[config_name]),
                 "--resnet18_96_projector", args.resnet18_96_projector,
                 "--batch_size", str(args.batch_size or 0),
+                "--threads", str(args.threads or available_cores()),
             ],
             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self.stderr, text=True, bufsize=1,
@@ -521,8 +610,66 @@ def measure_config(config_name, implementations, args):
             worker.close()
     results = [worker.result() for worker in workers]
     for result in results:
-        result["load_average_during"] = statistics.mean(loads)
+        result["load_averages"] = loads
     return results
+
+
+def quantile(values, q):
+    """The q-quantile of `values` by linear interpolation (numpy's default)."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarise(repetitions, reference):
+    """One row per (config, implementation) over all repetitions.
+
+    `repetitions` is a list (one per repetition of the whole comparison) of
+    `measure_config` results. A per-round ratio divides an implementation's
+    step by the reference's step of the same round, so both ran under the
+    same load; the row reports their median and interquartile range, and
+    the median of each repetition. The verdict is "faster"/"slower" only
+    when the whole interquartile range is below/above 1.
+    """
+    rows = {}
+    for results in repetitions:
+        by_implementation = {r["implementation"]: r for r in results}
+        ref = by_implementation.get(reference)
+        for r in results:
+            row = rows.setdefault(r["implementation"], {
+                "config": r["config"], "implementation": r["implementation"],
+                "step_seconds": [], "ratios": [], "repetition_ratios": [], "loads": [],
+                "errors": [], "first_losses": [], "loss_checks": [], "warmup_s": [],
+            })
+            row["loads"] += r.get("load_averages", [])
+            if "error" in r:
+                row["errors"].append(r["error"])
+                continue
+            row["step_seconds"] += r["step_seconds"]
+            row["first_losses"].append(r["first_loss"])
+            row["loss_checks"].append(r["loss_check_max_abs_difference"])
+            row["warmup_s"].append(r["warmup_s"])
+            row["threads"] = r.get("threads", "")
+            if ref is not None and "error" not in ref:
+                ratios = [a / b for a, b in zip(r["step_seconds"], ref["step_seconds"])]
+                row["ratios"] += ratios
+                row["repetition_ratios"].append(statistics.median(ratios))
+    for row in rows.values():
+        if row["ratios"]:
+            low, high = quantile(row["ratios"], 0.25), quantile(row["ratios"], 0.75)
+            row["ratio_median"] = statistics.median(row["ratios"])
+            row["ratio_iqr"] = (low, high)
+            if row["implementation"] == reference:
+                row["verdict"] = "reference"
+            elif high < 1.0:
+                row["verdict"] = f"faster ({1 / row['ratio_median']:.2f}x)"
+            elif low > 1.0:
+                row["verdict"] = f"slower ({row['ratio_median']:.2f}x)"
+            else:
+                row["verdict"] = "within noise"
+    return list(rows.values())
 
 
 def cpu_model():
@@ -540,30 +687,33 @@ def log(message):
     print(f"# {message}", file=sys.stderr, flush=True)
 
 
-def markdown_table(results):
+def markdown_table(rows, reference):
+    label_of = IMPLEMENTATIONS[reference][1]
     lines = [
-        "| config | implementation | median ms/step | steps/s | ratio to plain PyTorch "
-        "| min-max ms | ratio of minima | warm-up s | loss at step 1 |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| config | implementation | median ms/step | ratio to {label_of} (median of "
+        "per-round ratios) | IQR of per-round ratios | median per repetition | verdict "
+        "| warm-up s | loss at step 1 | loss check max abs diff |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |",
     ]
-    references = {
-        r["config"]: r
-        for r in results
-        if r["implementation"] == REFERENCE_IMPLEMENTATION and "error" not in r
-    }
-    for r in results:
+    for r in rows:
         label = IMPLEMENTATIONS[r["implementation"]][1]
-        if "error" in r:
-            lines.append(f"| {r['config']} | {label} | failed: {r['error']} | | | | | | |")
+        if not r["step_seconds"]:
+            lines.append(f"| {r['config']} | {label} | failed: {r['errors'][0]} "
+                         "| | | | | | | |")
             continue
-        reference = references.get(r["config"])
-        ratio = f"{r['median_s'] / reference['median_s']:.2f}x" if reference else "n/a"
-        min_ratio = f"{r['min_s'] / reference['min_s']:.2f}x" if reference else "n/a"
+        if r.get("ratios"):
+            ratio = f"{r['ratio_median']:.2f}x"
+            iqr = f"{r['ratio_iqr'][0]:.2f}-{r['ratio_iqr'][1]:.2f}"
+            per_repetition = ", ".join(f"{x:.2f}" for x in r["repetition_ratios"])
+            verdict = r["verdict"]
+        else:
+            ratio = iqr = per_repetition = verdict = "n/a"
+        failed = f" ({len(r['errors'])} repetitions failed)" if r["errors"] else ""
         lines.append(
-            f"| {r['config']} | {label} | {1000 * r['median_s']:.0f} "
-            f"| {1 / r['median_s']:.2f} | {ratio} "
-            f"| {1000 * r['min_s']:.0f}-{1000 * r['max_s']:.0f} | {min_ratio} "
-            f"| {r['warmup_s']:.0f} | {r['first_loss']:.3f} |"
+            f"| {r['config']} | {label}{failed} "
+            f"| {1000 * statistics.median(r['step_seconds']):.0f} | {ratio} | {iqr} "
+            f"| {per_repetition} | {verdict} | {statistics.median(r['warmup_s']):.0f} "
+            f"| {r['first_losses'][0]:.4f} | {max(r['loss_checks']):.1e} |"
         )
     return "\n".join(lines)
 
@@ -578,37 +728,51 @@ def run_driver(args):
         if name not in IMPLEMENTATIONS:
             sys.exit(f"error: unknown backend {name!r}; expected some of "
                      f"{list(IMPLEMENTATIONS)}")
+    if args.reference not in IMPLEMENTATIONS:
+        sys.exit(f"error: unknown --reference {args.reference!r}")
     started = time.time()
-    results, notes = [], []
+    rows, notes, raw = [], [], []
     for config_name in config_names:
         implementations = chosen or DEFAULT_BACKENDS[config_name]
-        config_results = measure_config(config_name, implementations, args)
-        results += config_results
+        if args.reference not in implementations:
+            implementations = implementations + [args.reference]
+        repetitions = []
+        for repetition in range(args.repeats):
+            log(f"{config_name}: repetition {repetition + 1}/{args.repeats}")
+            repetitions.append(measure_config(config_name, implementations, args))
+        raw += repetitions
+        config_rows = summarise(repetitions, args.reference)
+        rows += config_rows
+        loads = [x for row in config_rows[:1] for x in row["loads"]]
         config = benchmark_config(config_name, args.resnet18_96_projector, args.batch_size)
         notes.append(
             f"{config_name}: ResNet18 width {config.backbone_width}, "
             f"{'3x3 stride-1' if config.small_kernel_stem else '7x7 stride-2'} stem, "
             f"{config.image_size} px, batch {config.batch_size}, projector "
-            f"{config.projector}, representations {config.representations}; "
-            f"{args.warmup or DEFAULT_WARMUP[config_name]} warm-up + "
-            f"{args.steps or DEFAULT_STEPS[config_name]} timed steps, mean 1-min load average during the timed rounds "
-            f"{config_results[0]['load_average_during']:.2f}."
+            f"{config.projector}, representations `{config.representations}` in every row "
+            f"(the same loss terms everywhere); {args.repeats} repetitions, each with fresh "
+            f"processes, {args.warmup or DEFAULT_WARMUP[config_name]} warm-up + "
+            f"{args.steps or DEFAULT_STEPS[config_name]} timed rounds; 1-min load average "
+            f"during the rounds: median {statistics.median(loads):.2f}, "
+            f"max {max(loads):.2f}."
         )
-    print(markdown_table(results))
+    print(markdown_table(rows, args.reference))
     print()
     for note in notes:
         print(f"- {note}")
-    for r in results:
-        if "loss_check_max_abs_difference" in r:
-            print(f"- Loss check ({r['config']}): plain PyTorch loss vs "
-                  f"mvmr_keras.losses.mvmr_loss on the same tensors, max |difference| "
-                  f"{r['loss_check_max_abs_difference']:.1e} "
-                  f"(tolerance {LOSS_CHECK_TOLERANCE:g}).")
+    threads = sorted({r["threads"] for r in rows if r.get("threads")})
+    print(f"- Threads: {'; '.join(threads)} ({args.threads or available_cores()} cores "
+          "available to each worker).")
+    print(f"- Loss check: each row's loss at step 1, term by term "
+          f"({', '.join(REFERENCE_LOSS_TERMS)}), against mvmr_keras.losses.mvmr_loss on "
+          f"that step's own tensors (tolerance {LOSS_CHECK_TOLERANCE:g}).")
+    print("- Verdict: faster/slower only when the interquartile range of the per-round "
+          "ratios lies wholly below/above 1; otherwise within noise.")
     print(f"- Total wall time {time.time() - started:.0f} s, {os.cpu_count()} CPUs, "
           f"CPU model {cpu_model()}{', GPU ' + gpu_name() if gpu_name() else ''}.")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+            json.dump({"rows": rows, "repetitions": raw}, f, indent=2)
 
 
 def parse_args(argv=None):
@@ -632,6 +796,12 @@ def parse_args(argv=None):
                         help="replaces every config's batch size (0: keep the config's)")
     parser.add_argument("--timeout", type=int, default=600,
                         help="seconds allowed to one reply of a worker (its warm-up, or a step)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="repetitions of the whole comparison, each with fresh processes")
+    parser.add_argument("--reference", default=REFERENCE_IMPLEMENTATION,
+                        help="the implementation every ratio divides by")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads per engine (default: the cores this process may use)")
     parser.add_argument("--json", default="", help="also write all results to this file")
     # Internal: run one measurement in this process.
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -642,6 +812,8 @@ def parse_args(argv=None):
         parser.error("--warmup must be >= 1")
     if args.steps is not None and args.steps < 1:
         parser.error("--steps must be >= 1")
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
     return args
 
 

@@ -3,6 +3,11 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Cached baselines (mvmr_keras.evaluation.baselines) go to a fresh folder per
+# test session, never the user's ~/.cache; subprocesses inherit it.
+import tempfile  # noqa: E402
+
+os.environ["MVMR_CACHE_DIR"] = tempfile.mkdtemp(prefix="mvmr-test-cache-")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

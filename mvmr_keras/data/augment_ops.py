@@ -51,11 +51,11 @@ def grayscale(images):
     return tf.broadcast_to(gray, tf.shape(images))
 
 
-def random_resized_crop(images, size, scale, ratio, seed, method="bilinear", flip_rate=0.0):
-    """Crops a random box of area fraction in `scale` and aspect ratio in
-    `ratio` (log-uniform) from each image and resizes it to `size` x `size`;
-    a random `flip_rate` of the crops are mirrored left-right at no extra
-    cost (the box's left and right edges swapped).
+def random_crop_boxes(images, scale, ratio, seed, flip_rate=0.0):
+    """Random boxes `(B, 4)` as `[top, left, bottom, right]` fractions of
+    each image's height and width: area fraction in `scale`, aspect ratio
+    in `ratio` (log-uniform). A random `flip_rate` of them have left and
+    right swapped, which mirrors the crop.
 
     Where the drawn box does not fit (a wide box in a tall image), its
     sides are clipped to the image, where torchvision draws again up to ten
@@ -78,10 +78,59 @@ def random_resized_crop(images, size, scale, ratio, seed, method="bilinear", fli
         flip_seed = tf.random.experimental.stateless_fold_in(seed, 7)
         flip = _uniform(flip_seed, batch, 0.0, 1.0) < flip_rate
         left, right = tf.where(flip, right, left), tf.where(flip, left, right)
-    boxes = tf.stack([top, left, top + box_height, right], axis=1)
+    return tf.stack([top, left, top + box_height, right], axis=1)
+
+
+def random_resized_crop(images, size, scale, ratio, seed, method="bilinear", flip_rate=0.0):
+    """Crops a random box of area fraction in `scale` and aspect ratio in
+    `ratio` (log-uniform) from each image and resizes it to `size` x `size`;
+    a random `flip_rate` of the crops are mirrored left-right at no extra
+    cost (the box's left and right edges swapped). See `random_crop_boxes`.
+
+    `method`: `"bilinear"` or `"nearest"` (`tf.image.crop_and_resize`), or
+    `"bicubic"` (`resized_crop_bicubic`: PIL's antialiased bicubic, what
+    torchvision's `RandomResizedCrop` does to PIL images).
+    """
+    boxes = random_crop_boxes(images, scale, ratio, seed, flip_rate=flip_rate)
+    if method == "bicubic":
+        return resized_crop_bicubic(images, boxes, size)
     return tf.image.crop_and_resize(
-        images, boxes, tf.range(batch), (size, size), method=method
+        images, boxes, tf.range(tf.shape(images)[0]), (size, size), method=method
     )
+
+
+def _keys_cubic(x, a=-0.5):
+    x = tf.abs(x)
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    far = ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+    return tf.where(x < 1.0, near, tf.where(x < 2.0, far, tf.zeros_like(x)))
+
+
+def _crop_resize_weights(start, end, length, size):
+    """`(B, size, length)` weights that resample `[start, end]` (fractions
+    of `length` pixels; `end < start` mirrors) to `size` samples: PIL's
+    bicubic, its kernel stretched by the downscaling factor (antialias),
+    pixels outside the image left out and each row normalised to 1."""
+    length_f = tf.cast(length, tf.float32)
+    extent = (end - start) * length_f
+    stretch = tf.maximum(tf.abs(extent) / size, 1.0)
+    steps = (tf.range(size, dtype=tf.float32) + 0.5) / size
+    centres = start[:, None] * length_f + steps[None, :] * extent[:, None]
+    pixels = tf.range(length_f) + 0.5
+    weights = _keys_cubic((pixels[None, None, :] - centres[:, :, None]) / stretch[:, None, None])
+    return weights / tf.reduce_sum(weights, axis=2, keepdims=True)
+
+
+def resized_crop_bicubic(images, boxes, size):
+    """Crops each image to its box (`[top, left, bottom, right]` fractions
+    of its height and width, continuous, left > right mirrors) and resizes
+    it to `size` x `size` with PIL's antialiased bicubic (a = -0.5), as two
+    batched matrix products. Values may overshoot the input range slightly,
+    as bicubic does."""
+    rows = _crop_resize_weights(boxes[:, 0], boxes[:, 2], tf.shape(images)[1], size)
+    cols = _crop_resize_weights(boxes[:, 1], boxes[:, 3], tf.shape(images)[2], size)
+    x = tf.einsum("bsh,bhwc->bswc", rows, images)
+    return tf.einsum("btw,bswc->bstc", cols, x)
 
 
 def random_crop_with_padding(images, size, padding, seed):
@@ -206,6 +255,16 @@ def fused_color(images, seed, jitter_rate, brightness, contrast, saturation, hue
     offset = tf.where(greyed[:, None], tf.linalg.matvec(luma, offset), offset)
     out = tf.einsum("bhwc,bdc->bhwd", images, matrix) + offset[:, None, None, :]
     return tf.clip_by_value(out, 0.0, 255.0)
+
+
+def solarize(images, threshold=128.0):
+    """PIL's `ImageOps.solarize`: values at or above `threshold` become
+    `255 - value`."""
+    return tf.where(images >= threshold, 255.0 - images, images)
+
+
+def random_solarize(images, seed, rate, threshold=128.0):
+    return random_apply(lambda x, _: solarize(x, threshold), images, seed, rate)
 
 
 def random_grayscale(images, seed, rate):

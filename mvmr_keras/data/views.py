@@ -372,6 +372,64 @@ def _cardinality(ds):
     return n if n >= 0 else None
 
 
+def _source(
+    images, batch_size, seed, shuffle, labels, cache, num_shards, shard_index,
+    shuffle_buffer, caller, max_arity=3,
+):
+    """The shared head of the view pipelines: a `tf.data.Dataset` of
+    `(image, *rest)` tuples from an array or a dataset, sharded, cached
+    (see `views`) and shuffled; and whether its images all have one known
+    size (then the caller batches first and augments whole batches)."""
+    import tensorflow as tf
+
+    if isinstance(images, tf.data.Dataset):
+        ds = images
+    else:
+        if len(images) < batch_size:
+            raise ValueError(
+                f"batch_size {batch_size} is larger than the {len(images)} "
+                "images available; lower it."
+            )
+        ds = tf.data.Dataset.from_tensor_slices(images)
+        cache = False  # already in memory
+    structure = ds.element_spec
+    arity = len(structure) if isinstance(structure, tuple) else 1
+    if arity not in range(1, max_arity + 1):
+        allowed = ["`image`", "`(image, label)`", "`(image, label, extra)`"][:max_arity]
+        allowed = ", ".join(allowed[:-1]) + " or " + allowed[-1]
+        raise ValueError(f"{caller} takes elements {allowed}; got a tuple of {arity}.")
+    if labels and arity == 1:
+        raise ValueError("labels=True needs a dataset of (image, label) elements.")
+    if arity == 1:
+        ds = ds.map(lambda image: (image,))
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard_index must be in [0, {num_shards}); got {shard_index}.")
+    if num_shards > 1:
+        ds = ds.shard(num_shards, shard_index)
+
+    image_spec = (structure[0] if isinstance(structure, tuple) else structure)
+    num_images = _cardinality(ds)
+    fixed_size = image_spec.shape.rank == 3 and image_spec.shape.is_fully_defined()
+    if cache == "auto":
+        cache = (
+            fixed_size and num_images is not None
+            and num_images * image_spec.shape.num_elements() <= DEFAULT_CACHE_BYTES
+        )
+    if isinstance(cache, str):
+        ds = ds.cache(cache)
+    elif cache:
+        ds = ds.cache()
+    if num_images is not None and num_images < batch_size:
+        raise ValueError(
+            f"batch_size {batch_size} is larger than the {num_images} images "
+            "available; lower it."
+        )
+    if shuffle:
+        buffer = num_images if num_images is not None and num_images <= 200_000 else shuffle_buffer
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds, fixed_size
+
+
 def views(
     images,
     policy="custom",
@@ -426,33 +484,17 @@ def views(
     """
     import tensorflow as tf
 
+    if policy == "dino":
+        raise ValueError(
+            "the dino policy makes 2 global and N local crops: use "
+            "mvmr_keras.data.multicrop_views, not views."
+        )
     if batch_size < 2:
         raise ValueError(f"batch_size must be >= 2 for distance correlation; got {batch_size}.")
-    if isinstance(images, tf.data.Dataset):
-        ds = images
-    else:
-        if len(images) < batch_size:
-            raise ValueError(
-                f"batch_size {batch_size} is larger than the {len(images)} "
-                "images available; lower it."
-            )
-        ds = tf.data.Dataset.from_tensor_slices(images)
-        if image_size is None:
-            image_size = images.shape[1]
-        cache = False  # already in memory
-    if image_size is None:
+    if not isinstance(images, tf.data.Dataset) and image_size is None:
+        image_size = images.shape[1]
+    if isinstance(images, tf.data.Dataset) and image_size is None:
         raise ValueError("image_size is required for a tf.data.Dataset input.")
-    structure = ds.element_spec
-    arity = len(structure) if isinstance(structure, tuple) else 1
-    if arity not in (1, 2, 3):
-        raise ValueError(
-            "views() takes elements `image`, `(image, label)` or "
-            f"`(image, label, extra)`; got a tuple of {arity}."
-        )
-    if labels and arity == 1:
-        raise ValueError("labels=True needs a dataset of (image, label) elements.")
-    if arity == 1:
-        ds = ds.map(lambda image: (image,))
     if seed is not None and policy in ("randaugment", "autoaugment"):
         # KerasCV's operations draw from stateful generators and from
         # `tf.random.uniform` op seeds, which TensorFlow derives from the
@@ -462,35 +504,14 @@ def views(
         tf.random.set_global_generator(tf.random.Generator.from_seed(seed))
     augment = Policy(policy, image_size, crop_scale=crop_scale, seed=seed)
     parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
-
     if input_context is not None:
         num_shards = input_context.num_input_pipelines
         shard_index = input_context.input_pipeline_id
-    if not 0 <= shard_index < num_shards:
-        raise ValueError(f"shard_index must be in [0, {num_shards}); got {shard_index}.")
-    if num_shards > 1:
-        ds = ds.shard(num_shards, shard_index)
-
-    image_spec = (structure[0] if isinstance(structure, tuple) else structure)
-    num_images = _cardinality(ds)
-    fixed_size = image_spec.shape.rank == 3 and image_spec.shape.is_fully_defined()
-    if cache == "auto":
-        cache = (
-            fixed_size and num_images is not None
-            and num_images * image_spec.shape.num_elements() <= DEFAULT_CACHE_BYTES
-        )
-    if isinstance(cache, str):
-        ds = ds.cache(cache)
-    elif cache:
-        ds = ds.cache()
-    if num_images is not None and num_images < batch_size:
-        raise ValueError(
-            f"batch_size {batch_size} is larger than the {num_images} images "
-            "available; lower it."
-        )
-    if shuffle:
-        buffer = num_images if num_images is not None and num_images <= 200_000 else shuffle_buffer
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    ds, fixed_size = _source(
+        images, batch_size, seed=seed, shuffle=shuffle, labels=labels, cache=cache,
+        num_shards=num_shards, shard_index=shard_index, shuffle_buffer=shuffle_buffer,
+        caller="views()",
+    )
 
     def finish(original, augmented, rest):
         out = (original, augmented)

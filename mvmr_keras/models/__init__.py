@@ -1,6 +1,9 @@
-"""Models: ResNet backbones, the image encoder, the projector and MV-MR."""
+"""Models: ResNet and ViT backbones and their registry, the image encoder,
+the projector and MV-MR."""
 
+from mvmr_keras.models.backbones import BACKBONES, VIT_ARCHITECTURES, build_backbone
 from mvmr_keras.models.encoder import ImageEncoder
 from mvmr_keras.models.mvmr import MVMR
 from mvmr_keras.models.projector import Projector
 from mvmr_keras.models.resnet import RESNET_ARCHITECTURES, ResNetBackbone
+from mvmr_keras.models.vit import VisionTransformerBackbone

@@ -46,7 +46,7 @@ def test_pixel_scores_on_digits_match_sklearn_and_numpy():
     train, test = data.load_digits("train"), data.load_digits("test")
     # A stratified quarter of the test split keeps the float64 kNN quick.
     test = (test[0][::4], test[1][::4])
-    found = baselines.pixel_scores(train, test, image_size=32)
+    found = baselines.pixel_scores(train, test, image_size=32, cache_dir="")
     train_pixels, test_pixels = _numpy_pixels(train[0]), _numpy_pixels(test[0])
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     reference = probe.fit(train_pixels, train[1]).score(test_pixels, test[1])
@@ -62,6 +62,30 @@ def test_pixel_scores_resize_to_the_image_size():
     resized = baselines.resize_images(train[0][:2], 8)
     assert resized.shape == (2, 8, 8, 3) and resized.dtype == np.float32
     assert small["knn_top1"] > 0.9  # 8 px is the digits' own resolution
+
+
+def test_pixel_scores_are_cached_by_data_and_settings(tmp_path, monkeypatch):
+    train, test = data.load_digits("train"), data.load_digits("test")
+    train, test = (train[0][:300], train[1][:300]), (test[0][:100], test[1][:100])
+    first = baselines.pixel_scores(train, test, image_size=8, cache_dir=str(tmp_path))
+    assert len(list((tmp_path / "baselines").iterdir())) == 1
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("computed again although cached")
+
+    monkeypatch.setattr(baselines, "frozen_scores", must_not_run)
+    assert baselines.pixel_scores(train, test, image_size=8, cache_dir=str(tmp_path)) == first
+    # Other images, labels or settings are another entry: computed, not reused.
+    for other in (
+        dict(train=(train[0][::-1], train[1][::-1])),
+        dict(train=(train[0], (train[1] + 1) % 10)),
+        dict(image_size=16),
+        dict(knn_k=5),
+    ):
+        arguments = dict(dict(train=train, test=test, image_size=8, cache_dir=str(tmp_path)),
+                         **other)
+        with pytest.raises(AssertionError, match="computed again"):
+            baselines.pixel_scores(**arguments)
 
 
 def test_flat_results_and_summary_line():

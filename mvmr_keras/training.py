@@ -44,7 +44,7 @@ from mvmr_keras import evaluation, methods, plots, schedules
 from mvmr_keras import workdir as workdir_lib
 from mvmr_keras.evaluation import baselines
 from mvmr_keras.methods import ConfigError  # noqa: F401 (training.ConfigError)
-from mvmr_keras.models import RESNET_ARCHITECTURES
+from mvmr_keras.models import BACKBONES
 from mvmr_keras.models.encoder import NORMALIZATION_STATS
 
 # The fields every method needs; each method adds its own
@@ -87,9 +87,9 @@ def validate_config(config):
             f"unknown dataset {c['dataset']!r}; available: {list(data_lib.DATASETS)} "
             "or folder:PATH"
         )
-    if c["backbone"] not in RESNET_ARCHITECTURES:
+    if c["backbone"] not in BACKBONES:
         raise ConfigError(
-            f"unknown backbone {c['backbone']!r}; available: {sorted(RESNET_ARCHITECTURES)}"
+            f"unknown backbone {c['backbone']!r}; available: {sorted(BACKBONES)}"
         )
     if c["batch_size"] < 1:
         raise ConfigError(f"batch_size must be >= 1; got {c['batch_size']}")

@@ -88,9 +88,9 @@ def get_config(variant="resnet"):
     config.evaluation = base.evaluation
     config.evaluation.after_training = ""  # results.json has the linear probe and kNN
     if variant == "vit":
-        config.backbone = "vit_tiny"
+        config.backbone = "vit_digits"
         config.backbone_width = 96
-        config.backbone_depths = (4,)
+        config.backbone_depths = ()  # its own 4 blocks
         config.patch_size = 4
         config.drop_path_rate = 0.1
         dino.norm_last_layer = False

@@ -14,7 +14,8 @@ Config fields beyond the shared ones (see configs/dino_digits.py):
 - the `dino` block: the head (`out_dim`, `hidden_dim`, `bottleneck_dim`,
   `norm_last_layer`), the temperatures (`student_temperature`,
   `teacher_temperature`, `warmup_teacher_temperature`,
-  `warmup_teacher_temperature_epochs`), `center_momentum`,
+  `warmup_teacher_temperature_epochs`, cut to the run's epochs when
+  longer), `center_momentum`,
   `teacher_momentum`, `clip_grad` (per-tensor norm, 0 = off) and
   `freeze_last_layer_epochs`.
 
@@ -30,7 +31,7 @@ Example:
 from mvmr_keras import data as data_lib
 from mvmr_keras import schedules
 from mvmr_keras.methods.base import ConfigError, Method
-from mvmr_keras.models import ImageEncoder, ResNetBackbone
+from mvmr_keras.models import VIT_ARCHITECTURES, ImageEncoder, build_backbone
 from mvmr_keras.models.dino import DINO
 from mvmr_keras.models.dino_head import DINOHead
 from mvmr_keras.optimizers import DistillationAdamW, DistillationSGD
@@ -54,7 +55,7 @@ def _scale_pair(c, field):
 class DINOMethod(Method):
     name = "dino"
     required_fields = ("local_crop_size", "num_local_crops", "global_crop_scale",
-                       "local_crop_scale", "drop_path_rate", "dino")
+                       "local_crop_scale", "drop_path_rate", "patch_size", "dino")
     example_config = "configs/dino_digits.py"
 
     @classmethod
@@ -77,6 +78,16 @@ class DINOMethod(Method):
         _scale_pair(c, "local_crop_scale")
         if not 0 <= c["drop_path_rate"] < 1:
             raise ConfigError(f"drop_path_rate must be in [0, 1); got {c['drop_path_rate']}")
+        if c["backbone"] in VIT_ARCHITECTURES:
+            patch = c.get("patch_size") or VIT_ARCHITECTURES[c["backbone"]][3]
+            for field in ("image_size", "local_crop_size"):
+                if c[field] % patch:
+                    raise ConfigError(
+                        f"{field} {c[field]} is not a multiple of the ViT's patch size {patch}")
+        elif c["drop_path_rate"] or c.get("patch_size"):
+            raise ConfigError(
+                f"drop_path_rate and patch_size are for ViT backbones; {c['backbone']} has "
+                "neither (set them to 0)")
         for field in ("out_dim", "hidden_dim", "bottleneck_dim"):
             if d[field] < 1:
                 raise ConfigError(f"dino.{field} must be >= 1; got {d[field]}")
@@ -89,10 +100,6 @@ class DINOMethod(Method):
         for field in ("warmup_teacher_temperature_epochs", "freeze_last_layer_epochs"):
             if d[field] < 0:
                 raise ConfigError(f"dino.{field} must be >= 0; got {d[field]}")
-        if d["warmup_teacher_temperature_epochs"] > c["epochs"]:
-            raise ConfigError(
-                f"dino.warmup_teacher_temperature_epochs ({d['warmup_teacher_temperature_epochs']}) "
-                f"is longer than the run ({c['epochs']} epochs); shorten it")
         if d["clip_grad"] < 0 or d["final_weight_decay"] < 0 or c["weight_decay"] < 0:
             raise ConfigError("dino.clip_grad, weight_decay and dino.final_weight_decay must be >= 0")
 
@@ -111,12 +118,15 @@ class DINOMethod(Method):
 
     def _encoder(self, drop_path_rate, name):
         config = self.config
-        backbone = ResNetBackbone.from_name(
+        backbone = build_backbone(
             config.backbone,
+            config.image_size,
             width=config.backbone_width,
-            stackwise_num_blocks=tuple(config.backbone_depths) or None,
+            depths=tuple(config.backbone_depths),
             small_kernel_stem=config.small_kernel_stem,
             zero_init_residual=config.zero_init_residual,
+            drop_path_rate=drop_path_rate,
+            patch_size=config.patch_size or None,
             image_shape=(None, None, 3),  # global and local crops
         )
         return ImageEncoder(backbone, normalization=config.normalization, name=name)
@@ -137,7 +147,9 @@ class DINOMethod(Method):
             student_temperature=d.student_temperature,
             teacher_temperature=d.teacher_temperature,
             warmup_teacher_temperature=d.warmup_teacher_temperature,
-            warmup_teacher_temperature_epochs=d.warmup_teacher_temperature_epochs,
+            # A run shorter than the warm-up (a smoke test) ends it at its last epoch.
+            warmup_teacher_temperature_epochs=min(d.warmup_teacher_temperature_epochs,
+                                                  config.epochs),
             center_momentum=d.center_momentum,
             teacher_momentum=d.teacher_momentum,
             steps_per_epoch=steps_per_epoch,

@@ -35,8 +35,9 @@ tau_t 0.04 and centre momentum 0.99 instead, 8 epochs: first towards one
 output (batch-mean entropy 1.3 at epoch 4), then back towards uniform
 (4.6), kNN 0.367; at MV-MR's width 64 and depths (2, 2, 2, 2), tau_t 0.04,
 momentum 0.99: entropy 4.1 then 5.8 after epochs 1-2, kNN 0.381, 0.386
-(stopped there). In every run the per-image and batch-mean entropies
-stay equal: the teacher's output does not depend on the image. Without
+(stopped there). In the width-16 runs the per-image and batch-mean
+entropies stay nearly equal: the teacher's output hardly depends on the
+image. Without
 centring the same step collapses to one output (entropy 0.8 after 4
 epochs), so the two forces work; their balance on digits is not found yet.
 """

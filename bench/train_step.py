@@ -1,4 +1,4 @@
-"""Median time of one MV-MR training step, per Keras backend and in plain PyTorch.
+"""Median time of one MV-MR (and DINO) training step, per Keras backend and in plain PyTorch.
 
 What is measured
 ----------------
@@ -31,6 +31,16 @@ Implementations ("--backends"):
   residual, the projector (BatchNorm as ours), the normalisation, the MV-MR
   loss and `torch.optim.AdamW` (Keras's `Adam(weight_decay=...)` decays
   weights the decoupled way, which is AdamW).
+
+DINO rows (`--configs dino_digits`): one step of the DINO model of
+configs/dino_digits.py (ResNet18 width 16, one block per stage; 2 global
+crops of 32 px and 6 local ones of 16 px, batch 64, K = 1024): the student
+on both crop sizes, the teacher on the global crops, the DINO loss and
+centre, the AdamW step with its scheduled weight decay and per-tensor
+clipping, and the EMA teacher update, all inside Keras's compiled step.
+There is no plain-PyTorch DINO step, so these rows divide by keras-jax.
+Their loss at step 1 is checked against `mvmr_keras.dino_loss.dino_loss`
+on that step's own outputs.
 
 How
 ---
@@ -87,14 +97,18 @@ IMPLEMENTATIONS = {
     "pytorch": ("torch", "plain-pytorch"),
 }
 REFERENCE_IMPLEMENTATION = "pytorch"
-CONFIG_NAMES = ("digits", "resnet18_96")
+CONFIG_NAMES = ("digits", "resnet18_96")  # MV-MR
+DINO_CONFIG_NAMES = ("dino_digits",)
+# The DINO rows' reference when --reference is plain PyTorch (which has no DINO step).
+DINO_REFERENCE = "jax"
 # Defaults sized for about 10 minutes on 2 shared CPU cores: a resnet18_96
 # step takes 10-35 s there, so that config gets fewer steps and leaves out the
 # jit_compile=True variants (torch.compile's first step alone takes minutes).
 # tensorflow-xla is opt-in: XLA made the digits step slower (docs/benchmarks.md).
-DEFAULT_STEPS = {"digits": 5, "resnet18_96": 2}
-DEFAULT_WARMUP = {"digits": 2, "resnet18_96": 1}
+DEFAULT_STEPS = {"digits": 5, "resnet18_96": 2, "dino_digits": 5}
+DEFAULT_WARMUP = {"digits": 2, "resnet18_96": 1, "dino_digits": 2}
 DEFAULT_BACKENDS = {
+    "dino_digits": ["tensorflow", "jax", "torch"],
     "digits": ["tensorflow", "jax", "torch", "torch-jit", "pytorch"],
     "resnet18_96": ["tensorflow", "jax", "torch", "pytorch"],
 }
@@ -117,8 +131,13 @@ def benchmark_config(name, resnet18_96_projector="8192-8192-8192", batch_size=No
     """The two benchmarked configs, as ml_collections ConfigDicts;
     `batch_size` replaces the config's own when given."""
     sys.path.insert(0, REPO_ROOT)
-    from mvmr_keras.configs import digits
+    from mvmr_keras.configs import digits, dino_digits
 
+    if name in DINO_CONFIG_NAMES:
+        config = dino_digits.get_config()
+        if batch_size:
+            config.batch_size = batch_size
+        return config
     config = digits.get_config()
     # Every row computes the same loss: the plain-PyTorch step has the pixels
     # representation only, so the Keras rows use only it too (the digits
@@ -134,7 +153,8 @@ def benchmark_config(name, resnet18_96_projector="8192-8192-8192", batch_size=No
         if batch_size:
             config.batch_size = batch_size
         return config
-    raise ValueError(f"Unknown config {name!r}; expected one of {CONFIG_NAMES}.")
+    raise ValueError(
+        f"Unknown config {name!r}; expected one of {CONFIG_NAMES + DINO_CONFIG_NAMES}.")
 
 
 def random_views(config, seed=0):
@@ -153,10 +173,59 @@ def random_views(config, seed=0):
 # ----------------------------------------------------------------------------
 
 
+def random_multicrop_batch(config, seed=0):
+    """One multi-crop batch of float32 images in [0, 255] (DINO rows)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    b, g, l = config.batch_size, config.image_size, config.local_crop_size
+    return {
+        "global_crops": rng.uniform(0.0, 255.0, (b, 2, g, g, 3)).astype("float32"),
+        "local_crops": rng.uniform(0.0, 255.0, (b, config.num_local_crops, l, l, 3)
+                                   ).astype("float32"),
+    }
+
+
+def dino_step_function(config, jit_compile):
+    """The library's DINO step, and the check of its loss at step 1 against
+    `dino_loss` on the same step's outputs (BatchNorm in training mode uses
+    batch statistics and a ResNet has no drop-path, so the forward is the
+    step's; the centre and the step counter move only in the step)."""
+    import keras
+
+    from mvmr_keras import dino_loss, training
+
+    model = training.build_model(config, steps_per_epoch=100)
+    model.compile(optimizer=training.build_optimizer(config, steps_per_epoch=100),
+                  jit_compile=jit_compile)
+    batch = random_multicrop_batch(config)
+    first_step = {}
+
+    def step():
+        logs = model.train_on_batch(batch, return_dict=True)
+        if not first_step:
+            first_step.update({k: float(v) for k, v in logs.items()})
+        return float(logs["loss"])
+
+    def first_step_check():
+        outputs = model(batch, training=True)
+        reference = dino_loss.dino_loss(
+            outputs["student"], outputs["teacher"], model.centre, model.student_temperature,
+            model.current_teacher_temperature())
+        step()
+        return compare_terms(first_step, {"loss": float(keras.ops.convert_to_numpy(reference))},
+                             terms=("loss",)), first_step["loss"]
+
+    return step, first_step_check, {"resolved_jit_compile": str(model.jit_compile)}
+
+
 def keras_step_function(config, jit_compile):
     """The library's step on the current backend, and the check of its loss
     at step 1 against `mvmr_loss` on the same tensors (`first_step_check`)."""
     from mvmr_keras import training
+
+    if config.get("method") == "dino":
+        return dino_step_function(config, jit_compile)
 
     model = training.build_model(config)
     model.compile(
@@ -203,20 +272,20 @@ def library_loss_terms(z, z_aug, pixels_nhwc, config):
     return {k: float(keras.ops.convert_to_numpy(v)) for k, v in terms.items()}
 
 
-def compare_terms(found, reference):
-    """Max |difference| over REFERENCE_LOSS_TERMS; raises beyond the tolerance."""
-    missing = [k for k in REFERENCE_LOSS_TERMS if k not in found or k not in reference]
+def compare_terms(found, reference, terms=REFERENCE_LOSS_TERMS):
+    """Max |difference| over `terms`; raises beyond the tolerance."""
+    missing = [k for k in terms if k not in found or k not in reference]
     if missing:
         raise AssertionError(f"loss terms {missing} missing: found {sorted(found)}, "
                              f"reference {sorted(reference)}")
-    differences = {k: abs(found[k] - reference[k]) for k in REFERENCE_LOSS_TERMS}
+    differences = {k: abs(found[k] - reference[k]) for k in terms}
     worst = max(differences.values())
     if not worst <= LOSS_CHECK_TOLERANCE:
         raise AssertionError(
-            f"loss at step 1 differs from mvmr_keras.losses.mvmr_loss on the same "
+            f"loss at step 1 differs from the library's loss on the same "
             f"tensors by {worst:.2e}: {({k: round(v, 6) for k, v in differences.items()})}; "
-            f"found {({k: found[k] for k in REFERENCE_LOSS_TERMS})}, "
-            f"reference {({k: reference[k] for k in REFERENCE_LOSS_TERMS})}"
+            f"found {({k: found[k] for k in terms})}, "
+            f"reference {({k: reference[k] for k in terms})}"
         )
     return worst
 
@@ -467,7 +536,7 @@ def run_worker(args):
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
     details = {"threads": pin_threads(args.implementation, threads)}
     config = benchmark_config(args.config, args.resnet18_96_projector, args.batch_size)
-    details["projector"] = config.projector
+    details["projector"] = config.get("projector", "")
     if args.implementation == "pytorch":
         step, first_step_check = build_plain_pytorch(config)
     else:
@@ -614,6 +683,14 @@ def measure_config(config_name, implementations, args):
     return results
 
 
+def config_reference(config_name, reference):
+    """The implementation a config's rows divide by: `reference`, except
+    plain PyTorch for a DINO config (it has none), where keras-jax."""
+    if config_name in DINO_CONFIG_NAMES and reference == "pytorch":
+        return DINO_REFERENCE
+    return reference
+
+
 def quantile(values, q):
     """The q-quantile of `values` by linear interpolation (numpy's default)."""
     ordered = sorted(values)
@@ -721,8 +798,9 @@ def markdown_table(rows, reference):
 def run_driver(args):
     config_names = [c for c in args.configs.split(",") if c]
     for name in config_names:
-        if name not in CONFIG_NAMES:
-            sys.exit(f"error: unknown config {name!r}; expected some of {CONFIG_NAMES}")
+        if name not in CONFIG_NAMES + DINO_CONFIG_NAMES:
+            sys.exit(f"error: unknown config {name!r}; expected some of "
+                     f"{CONFIG_NAMES + DINO_CONFIG_NAMES}")
     chosen = [b for b in args.backends.split(",") if b] if args.backends else None
     for name in chosen or []:
         if name not in IMPLEMENTATIONS:
@@ -732,19 +810,37 @@ def run_driver(args):
         sys.exit(f"error: unknown --reference {args.reference!r}")
     started = time.time()
     rows, notes, raw = [], [], []
+    references = {}  # reference -> its rows, one table each
     for config_name in config_names:
+        reference = config_reference(config_name, args.reference)
         implementations = chosen or DEFAULT_BACKENDS[config_name]
-        if args.reference not in implementations:
-            implementations = implementations + [args.reference]
+        if config_name in DINO_CONFIG_NAMES:
+            implementations = [i for i in implementations if i != "pytorch"]
+        if reference not in implementations:
+            implementations = implementations + [reference]
         repetitions = []
         for repetition in range(args.repeats):
             log(f"{config_name}: repetition {repetition + 1}/{args.repeats}")
             repetitions.append(measure_config(config_name, implementations, args))
         raw += repetitions
-        config_rows = summarise(repetitions, args.reference)
+        config_rows = summarise(repetitions, reference)
         rows += config_rows
+        references.setdefault(reference, []).extend(config_rows)
         loads = [x for row in config_rows[:1] for x in row["loads"]]
         config = benchmark_config(config_name, args.resnet18_96_projector, args.batch_size)
+        if config_name in DINO_CONFIG_NAMES:
+            notes.append(
+                f"{config_name}: DINO, ResNet18 width {config.backbone_width} depths "
+                f"{tuple(config.backbone_depths)}, 2 x {config.image_size} px + "
+                f"{config.num_local_crops} x {config.local_crop_size} px crops, batch "
+                f"{config.batch_size}, head {config.dino.hidden_dim}-{config.dino.bottleneck_dim}"
+                f"-{config.dino.out_dim}, EMA teacher, ratios to keras-{reference}; "
+                f"{args.repeats} repetitions, {args.warmup or DEFAULT_WARMUP[config_name]} "
+                f"warm-up + {args.steps or DEFAULT_STEPS[config_name]} timed rounds; 1-min load "
+                f"average during the rounds: median {statistics.median(loads):.2f}, "
+                f"max {max(loads):.2f}."
+            )
+            continue
         notes.append(
             f"{config_name}: ResNet18 width {config.backbone_width}, "
             f"{'3x3 stride-1' if config.small_kernel_stem else '7x7 stride-2'} stem, "
@@ -756,8 +852,9 @@ def run_driver(args):
             f"during the rounds: median {statistics.median(loads):.2f}, "
             f"max {max(loads):.2f}."
         )
-    print(markdown_table(rows, args.reference))
-    print()
+    for reference, reference_rows in references.items():
+        print(markdown_table(reference_rows, reference))
+        print()
     for note in notes:
         print(f"- {note}")
     threads = sorted({r["threads"] for r in rows if r.get("threads")})
@@ -765,7 +862,8 @@ def run_driver(args):
           "available to each worker).")
     print(f"- Loss check: each row's loss at step 1, term by term "
           f"({', '.join(REFERENCE_LOSS_TERMS)}), against mvmr_keras.losses.mvmr_loss on "
-          f"that step's own tensors (tolerance {LOSS_CHECK_TOLERANCE:g}).")
+          f"that step's own tensors (tolerance {LOSS_CHECK_TOLERANCE:g}); DINO rows: the "
+          "loss against mvmr_keras.dino_loss.dino_loss on that step's own outputs.")
     print("- Verdict: faster/slower only when the interquartile range of the per-round "
           "ratios lies wholly below/above 1; otherwise within noise.")
     print(f"- Total wall time {time.time() - started:.0f} s, {os.cpu_count()} CPUs, "
@@ -780,7 +878,7 @@ def parse_args(argv=None):
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--configs", default=",".join(CONFIG_NAMES),
+    parser.add_argument("--configs", default=",".join(CONFIG_NAMES + DINO_CONFIG_NAMES),
                         help="comma-separated configs (default: all)")
     parser.add_argument("--backends", default="",
                         help=f"comma-separated implementations from {list(IMPLEMENTATIONS)} "

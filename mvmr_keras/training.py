@@ -1,7 +1,11 @@
-"""The MV-MR trainer: config -> model, data, optimiser -> fit -> workdir.
+"""The trainer: config -> method -> model, data, optimiser -> fit -> workdir.
 
-`train.py` is a thin flag parser around `train(config, workdir)`; tests call
-the functions here directly. A run writes to its workdir:
+`config.method` names the training method (`mvmr`, the default, or
+`dino`; `mvmr_keras.methods`): it builds the model, its training views,
+its optimiser and callbacks, and says which encoder is evaluated and saved.
+Everything else is shared and lives here. `train.py` is a thin flag parser
+around `train(config, workdir)`; tests call the functions here directly. A
+run writes to its workdir:
 
     .lock             held while a run uses the workdir (pid and host)
     config.json       the config it ran with (written when training starts)
@@ -11,8 +15,10 @@ the functions here directly. A run writes to its workdir:
                       mvmr_keras/workdir.py
     tensorboard/      TensorBoard logs, one event file per epoch
     history.json      every epoch's logs (strict JSON: NaN is null)
-    model.keras       the whole MVMR model (encoder, projector, optimiser)
-    encoder.keras     the encoder alone: [0, 255] images -> features
+    model.keras       the whole model (MV-MR: encoder and projector; DINO:
+                      student, teacher and heads) with its optimiser
+    encoder.keras     the evaluated encoder alone (DINO: the teacher's):
+                      [0, 255] images -> features
     results.json      linear probe and kNN top-1 of the trained encoder, the
                       untrained one (`random_init_*`) and the raw pixels
                       (`pixels_*`), under the same protocols
@@ -34,28 +40,23 @@ import numpy as np
 
 from mvmr_keras import data as data_lib
 from mvmr_keras import callbacks as callbacks_lib
-from mvmr_keras import evaluation, losses, plots
+from mvmr_keras import evaluation, methods, plots, schedules
 from mvmr_keras import workdir as workdir_lib
-from mvmr_keras import representations as representations_lib
-from mvmr_keras.models import MVMR, RESNET_ARCHITECTURES, ImageEncoder, ResNetBackbone
 from mvmr_keras.evaluation import baselines
+from mvmr_keras.methods import ConfigError  # noqa: F401 (training.ConfigError)
+from mvmr_keras.models import BACKBONES
 from mvmr_keras.models.encoder import NORMALIZATION_STATS
-from mvmr_keras.teachers import distillation
 
+# The fields every method needs; each method adds its own
+# (`methods.<name>.METHOD.required_fields`).
 REQUIRED_FIELDS = (
     "dataset", "data_dir", "train_split", "probe_train_split", "test_split", "image_size",
-    "policy", "crop_scale", "normalization", "backbone", "backbone_width", "backbone_depths",
-    "small_kernel_stem", "zero_init_residual", "projector", "representations",
-    "representation_objective", "variance_margin", "epochs", "batch_size", "steps_per_epoch",
+    "normalization", "backbone", "backbone_width", "backbone_depths",
+    "small_kernel_stem", "zero_init_residual", "epochs", "batch_size", "steps_per_epoch",
     "optimizer", "learning_rate", "final_learning_rate", "weight_decay", "warmup_epochs",
     "mixed_precision", "seed",
 )
 MIXED_PRECISION_POLICIES = ("", "float32", "mixed_float16", "mixed_bfloat16")
-OPTIMIZERS = ("adam", "adamw")
-
-
-class ConfigError(ValueError):
-    """A config that cannot run; the message says what to change."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -71,27 +72,27 @@ def _config_dict(config):
 
 
 def validate_config(config):
-    """Raises `ConfigError` with a one-line reason for a config that can't run."""
+    """Raises `ConfigError` with a one-line reason for a config that can't run:
+    the shared fields here, the method's own in its `validate`."""
     c = _config_dict(config)
-    missing = [f for f in REQUIRED_FIELDS if f not in c]
+    method = methods.get(config)
+    required = REQUIRED_FIELDS + tuple(method.required_fields)
+    missing = [f for f in required if f not in c]
     if missing:
         raise ConfigError(
-            f"the config lacks {', '.join(missing)}; derive it from configs/digits.py"
+            f"the config lacks {', '.join(missing)}; derive it from {method.example_config}"
         )
     if not data_lib.is_dataset_name(c["dataset"]):
         raise ConfigError(
             f"unknown dataset {c['dataset']!r}; available: {list(data_lib.DATASETS)} "
             "or folder:PATH"
         )
-    if c["backbone"] not in RESNET_ARCHITECTURES:
+    if c["backbone"] not in BACKBONES:
         raise ConfigError(
-            f"unknown backbone {c['backbone']!r}; available: {sorted(RESNET_ARCHITECTURES)}"
+            f"unknown backbone {c['backbone']!r}; available: {sorted(BACKBONES)}"
         )
-    if c["batch_size"] < 2:
-        raise ConfigError(
-            f"batch_size must be >= 2 (distance correlation needs at least two "
-            f"samples); got {c['batch_size']}"
-        )
+    if c["batch_size"] < 1:
+        raise ConfigError(f"batch_size must be >= 1; got {c['batch_size']}")
     for field in ("epochs", "image_size", "backbone_width"):
         if c[field] < 1:
             raise ConfigError(f"{field} must be >= 1; got {c[field]}")
@@ -104,63 +105,22 @@ def validate_config(config):
             raise ConfigError(f"{field} must be a finite number; got {c[field]}")
     if c["learning_rate"] <= 0:
         raise ConfigError(f"learning_rate must be > 0; got {c['learning_rate']}")
-    if c["optimizer"] not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {c['optimizer']!r}; available: {list(OPTIMIZERS)}")
     if c["mixed_precision"] not in MIXED_PRECISION_POLICIES:
         raise ConfigError(
             f"unknown mixed_precision {c['mixed_precision']!r}; available: "
             f"{[p for p in MIXED_PRECISION_POLICIES if p]} or empty for float32"
-        )
-    if c["representation_objective"] not in losses.REPRESENTATION_OBJECTIVES:
-        raise ConfigError(
-            f"unknown representation_objective {c['representation_objective']!r}; "
-            f"available: {list(losses.REPRESENTATION_OBJECTIVES)}"
         )
     if c["normalization"] not in NORMALIZATION_STATS:
         raise ConfigError(
             f"unknown normalization {c['normalization']!r}; available: "
             f"{sorted(NORMALIZATION_STATS)}"
         )
-    crop_scale = tuple(c["crop_scale"])
-    if len(crop_scale) != 2 or not 0 < crop_scale[0] <= crop_scale[1] <= 1:
-        raise ConfigError(
-            f"crop_scale must be a pair (min, max) with 0 < min <= max <= 1; "
-            f"got {c['crop_scale']}"
-        )
-    if c["policy"] not in data_lib.POLICIES:
-        raise ConfigError(f"unknown policy {c['policy']!r}; available: {list(data_lib.POLICIES)}")
-    try:
-        parsed = representations_lib.parse(c["representations"])
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    _check_representations_take(parsed, c["image_size"])
+    method.validate(config)
     for mode in _after_training_modes(config):
         if mode not in evaluation.MODES:
             raise ConfigError(
                 f"unknown evaluation.after_training mode {mode!r}; available: "
                 f"{list(evaluation.MODES)}"
-            )
-    _validate_teacher(config)
-
-
-def _check_representations_take(parsed, image_size):
-    """Runs each representation on one blank image of the config's size, so
-    that a size one of them cannot take (HOG's pooling of 30 px) fails here,
-    not after the data has loaded."""
-    images = np.zeros((1, image_size, image_size, 3), "float32")
-    for layer, _ in parsed:
-        try:
-            out = keras.ops.convert_to_numpy(layer(images))
-        except Exception as e:  # shape errors differ per backend
-            reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-            raise ConfigError(
-                f"representation {layer.name!r} cannot take {image_size}x{image_size} images "
-                f"({reason}); choose another image_size"
-            ) from None
-        if out.size == 0:
-            raise ConfigError(
-                f"representation {layer.name!r} gives no features at {image_size}x{image_size}; "
-                "choose a larger image_size"
             )
 
 
@@ -190,72 +150,25 @@ def evaluation_callbacks(config, probe_train, test, probe_checkpoint=None):
     return found
 
 
-def _validate_teacher(config):
-    try:
-        distillation.validate(config)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+def build_model(config, teacher=None, steps_per_epoch=1):
+    """The model a config's method describes (built, not compiled).
+
+    For MV-MR with teachers in the config, `teacher` is the live teacher
+    layer (a dict name -> layer for several), or `None` when the batches
+    bring cached teacher embeddings."""
+    method = methods.create(config)
+    if teacher is not None:
+        method.teacher = teacher
+    return method.build_model(steps_per_epoch)
 
 
-def build_model(config, teacher=None):
-    """The MVMR model a config describes (not compiled).
-
-    With teachers in the config, `teacher` is the live teacher layer (a
-    dict name -> layer for several), or `None` when the batches bring
-    cached teacher embeddings."""
-    backbone = ResNetBackbone.from_name(
-        config.backbone,
-        width=config.backbone_width,
-        stackwise_num_blocks=tuple(config.backbone_depths) or None,
-        small_kernel_stem=config.small_kernel_stem,
-        zero_init_residual=config.zero_init_residual,
-        image_shape=(config.image_size, config.image_size, 3),
-    )
-    encoder = ImageEncoder(backbone, normalization=config.normalization, name="encoder")
-    parsed = representations_lib.parse(config.representations)
-    model = MVMR(
-        encoder,
-        projector=config.projector,
-        representations=[layer for layer, _ in parsed],
-        representation_weights=[weight for _, weight in parsed],
-        representation_objective=config.representation_objective,
-        variance_margin=config.variance_margin,
-        **distillation.model_arguments(config, teacher),
-    )
-    model.build((None, config.image_size, config.image_size, 3))
-    return model
-
-
-def learning_rate_schedule(config, steps_per_epoch):
-    """Linear warm-up to `learning_rate`, then cosine to `final_learning_rate`."""
-    total_steps = config.epochs * steps_per_epoch
-    # A run shorter than its warm-up (a smoke test) keeps a last epoch of decay.
-    warmup_steps = min(config.warmup_epochs, config.epochs - 1) * steps_per_epoch
-    alpha = config.final_learning_rate / config.learning_rate
-    decay_steps = max(total_steps - warmup_steps, 1)
-    if warmup_steps == 0:
-        return keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps, alpha=alpha
-        )
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0,
-        decay_steps=decay_steps,
-        alpha=alpha,
-        warmup_target=config.learning_rate,
-        warmup_steps=warmup_steps,
-    )
+learning_rate_schedule = schedules.learning_rate_schedule
 
 
 def build_optimizer(config, steps_per_epoch):
-    """Adam or AdamW with (decoupled) weight decay and the LR schedule."""
-    optimizer_class = {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-    }[config.optimizer]
-    return optimizer_class(
-        learning_rate=learning_rate_schedule(config, steps_per_epoch),
-        weight_decay=config.weight_decay or None,
-    )
+    """The optimiser of the config's method (MV-MR: Adam or AdamW with
+    decoupled weight decay and the LR schedule)."""
+    return methods.create(config).build_optimizer(steps_per_epoch)
 
 
 class StopOnNaNTerm(keras.callbacks.Callback):
@@ -334,7 +247,7 @@ def load_train_stream(config):
 
 
 def train(config, workdir, verbose="auto", log=print, callbacks=()):
-    """Trains MV-MR as `config` says and writes the workdir (module docstring).
+    """Trains the config's method and writes the workdir (module docstring).
 
     `callbacks` are added to `fit`'s. Returns the results dict also written
     to `results.json`.
@@ -368,6 +281,7 @@ def _silent(*args):
 
 def _train(config, workdir, verbose, log, callbacks):
     keras.utils.set_random_seed(config.seed)
+    method = methods.create(config, log=log)
 
     train_images, num_train_images = load_train_stream(config)
     probe_train = load_split(config, config.probe_train_split)
@@ -377,40 +291,16 @@ def _train(config, workdir, verbose, log, callbacks):
             f"batch_size {config.batch_size} is larger than the "
             f"{num_train_images} training images"
         )
-    teacher = None
-    if distillation.enabled(config):
-        try:
-            setup = distillation.prepare(config, workdir, train_images, test[0], log=log)
-        except ValueError as e:  # a preset that cannot load, a stale cache
-            raise ConfigError(str(e)) from None
-        teacher = setup.teacher
-        if setup.train_embeddings is not None:
-            import tensorflow as tf
-
-            # (image, label, embedding): the embedding (a dict of them for
-            # several teachers) travels with its image (the stream's order
-            # is the cache's order).
-            train_images = tf.data.Dataset.zip(
-                train_images, tf.data.Dataset.from_tensor_slices(setup.train_embeddings)
-            ).map(lambda example, embedding: (*example, embedding))
-    dataset = data_lib.views(
-        train_images,
-        config.policy,
-        image_size=config.image_size,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        crop_scale=tuple(config.crop_scale),
-    )
+    dataset = method.train_dataset(workdir, train_images, test[0])
     steps_per_epoch = num_train_images // config.batch_size
     if config.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
         dataset = dataset.repeat()
 
-    model = build_model(config, teacher=teacher)
-    if distillation.enabled(config):
-        init_dcor = distillation.heldout_dcors(model, config, setup, test[0])
-        log(f"Held-out dCor(z, teacher) at initialisation: {distillation.describe(init_dcor)}")
-    model.compile(optimizer=build_optimizer(config, steps_per_epoch))
+    model = method.build_model(steps_per_epoch)
+    method.before_training(model, test[0])
+    model.compile(optimizer=method.build_optimizer(steps_per_epoch))
+    encoder = method.encoder(model)
     probe_callbacks = evaluation_callbacks(config, probe_train, test)
     checkpoint = workdir_lib.EpochCheckpoint(
         workdir, log=log,
@@ -425,7 +315,7 @@ def _train(config, workdir, verbose, log, callbacks):
     knn_settings = baselines.knn_settings(config)
     if "random_init" not in run_info:
         run_info["random_init"] = baselines.frozen_scores(
-            model.encoder, probe_train, test, **knn_settings)
+            encoder, probe_train, test, **knn_settings)
     random_init = run_info["random_init"]
     random_init_top1 = random_init["linear_probe_top1"]
     log(f"Linear probe top-1 of the encoder at initialisation: {random_init_top1:.4f}")
@@ -439,7 +329,7 @@ def _train(config, workdir, verbose, log, callbacks):
     if done:
         log(f"Resuming from {checkpoint.directory}: {done} of {config.epochs} epochs "
             "already completed.")
-    nan_stopper = StopOnNaNTerm(model.term_names)
+    nan_stopper = StopOnNaNTerm(method.term_names(model))
     model.fit(
         dataset,
         epochs=config.epochs,
@@ -448,6 +338,7 @@ def _train(config, workdir, verbose, log, callbacks):
         shuffle=False,  # the dataset reshuffles itself every epoch
         callbacks=[
             nan_stopper,
+            *method.callbacks(model),
             *probe_callbacks,
             checkpoint,  # after the callbacks that add to the logs
             *callbacks,
@@ -474,7 +365,7 @@ def _train(config, workdir, verbose, log, callbacks):
             f"the model has {len(bad)} non-finite variables (e.g. {bad[0]}); "
             "encoder.keras not written"
         )
-    for name, what in (("model.keras", model), ("encoder.keras", model.encoder)):
+    for name, what in method.saved_models(model).items():
         with workdir_lib.atomic_path(os.path.join(workdir, name)) as tmp:
             what.save(tmp)
     sessions = checkpoint.state.get("sessions", [])
@@ -484,14 +375,13 @@ def _train(config, workdir, verbose, log, callbacks):
             probe_train, test, config.image_size, config.normalization, **knn_settings)
         workdir_lib.write_json(run_path, run_info)
     results = baselines.flat_results(
-        baselines.frozen_scores(model.encoder, probe_train, test, **knn_settings),
+        baselines.frozen_scores(encoder, probe_train, test, **knn_settings),
         random_init,
         run_info["pixels"],
     )
     results.update({
         "backend": "+".join(backends) or keras.backend.backend(),
         "epochs": config.epochs,
-        "representation_objective": config.representation_objective,
         "train_seconds": round(sum(s.get("train_seconds", 0) for s in sessions), 1),
         "train_seconds_per_session": [round(s.get("train_seconds", 0), 1) for s in sessions],
         "final_logs": {k: v[-1] for k, v in checkpoint.history.items()},
@@ -506,11 +396,7 @@ def _train(config, workdir, verbose, log, callbacks):
         results[f"evaluation_{mode}"] = {
             k: found[k] for k in ("top1", "top5", "map", "baselines") if k in found
         }
-    if distillation.enabled(config):
-        final_dcor = distillation.heldout_dcors(model, config, setup, test[0])
-        results.update(distillation.results(final_dcor, init_dcor))
-        log(f"Held-out dCor(z, teacher): {distillation.describe(final_dcor)} "
-            f"(at initialisation: {distillation.describe(init_dcor)}).")
+    results.update(method.results(model, test[0]))
     workdir_lib.write_json(os.path.join(workdir, "results.json"), results)
     log(f"{baselines.summary_line(results)}. Outputs in {workdir}.")
     return results

@@ -65,3 +65,21 @@ def test_fashion_mnist_comes_at_two_scales():
     assert cpu.steps_per_epoch * cpu.batch_size < 60_000 and gpu.steps_per_epoch is None
     with pytest.raises(ValueError, match="unknown scale 'tpu'"):
         fashion_mnist.get_config("tpu")
+
+
+def test_the_dino_configs_come_in_variants():
+    from mvmr_keras.configs import dino_digits, dino_imagenet
+
+    for config in (dino_digits.get_config(), dino_digits.get_config("vit"),
+                   dino_imagenet.get_config(), dino_imagenet.get_config("vit_small")):
+        training.validate_config(config)
+        assert config.method == "dino"
+    assert dino_digits.get_config("vit").backbone == "vit_digits"
+    resnet, vit = dino_imagenet.get_config(), dino_imagenet.get_config("vit_small")
+    assert (resnet.optimizer, resnet.dino.norm_last_layer, vit.optimizer, vit.patch_size) == (
+        "sgd", True, "adamw", 16)
+    assert (resnet.image_size, resnet.local_crop_size, resnet.num_local_crops) == (224, 96, 8)
+    assert resnet.weight_decay == resnet.dino.final_weight_decay == 1e-4
+    assert (vit.weight_decay, vit.dino.final_weight_decay, vit.drop_path_rate) == (0.04, 0.4, 0.1)
+    with pytest.raises(ValueError, match="unknown variant 'vgg'"):
+        dino_digits.get_config("vgg")

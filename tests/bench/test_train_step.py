@@ -91,3 +91,18 @@ def test_summary_calls_a_win_only_outside_the_spread():
     assert rows["jax"]["ratio_median"] == pytest.approx(2.0)
     assert rows["torch"]["verdict"] == "within noise"
     assert rows["pytorch"]["verdict"] == "reference"
+
+
+@pytest.mark.parametrize("config_name", train_step.DINO_CONFIG_NAMES)
+def test_dino_keras_loss_at_step_1_equals_dino_loss(config_name):
+    config = train_step.benchmark_config(config_name, batch_size=4)
+    config.backbone_width = 4
+    config.num_local_crops = 2
+    config.dino.out_dim = 64
+    _, first_step_check, _ = train_step.keras_step_function(config, jit_compile="auto")
+    difference, first_loss = first_step_check()
+    assert difference <= train_step.LOSS_CHECK_TOLERANCE
+    assert 0.0 < first_loss < 20.0
+    # Their ratios divide by keras-jax: plain PyTorch has no DINO step.
+    assert train_step.config_reference(config_name, "pytorch") == "jax"
+    assert train_step.config_reference("digits", "pytorch") == "pytorch"

@@ -1,0 +1,89 @@
+"""The DINO head: a 3-layer MLP, an L2-normalised bottleneck, a weight-normalised last layer.
+
+`Linear(d -> hidden) GELU Linear(hidden -> hidden) GELU Linear(hidden ->
+bottleneck)`, L2-normalise, then `Linear(bottleneck -> K)` without bias
+whose weight is weight-normalised: `W = g * V / ||V||` per output unit.
+The gain `g` (shape `(1, K)`, ones) is frozen with `norm_last_layer=True`
+(DINO's default, MOKD's CNN) or trainable (MOKD's ViT). Weights are
+truncated-normal(0.02), biases zero; GELU is the exact (erf) one.
+The last layer's variables are named `last_layer_*`, which is what
+`DistillationAdamW(freeze_steps=...)` freezes during the first epoch.
+
+Example:
+
+>>> head = DINOHead(out_dim=1024, hidden_dim=64, bottleneck_dim=32)
+>>> head(np.ones((4, 16))).shape
+(4, 1024)
+"""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="mvmr_keras")
+class DINOHead(keras.layers.Layer):
+    """Features `(B, d)` -> logits `(B, out_dim)` (module docstring).
+
+    Args:
+        out_dim: K, the number of outputs (65536 in DINO).
+        hidden_dim: width of the two hidden layers (2048).
+        bottleneck_dim: width before the last layer (256).
+        num_layers: linear layers before the last one (3; 1 = one Linear).
+        norm_last_layer: freeze the weight-norm gain at 1.
+    """
+
+    def __init__(self, out_dim=65536, hidden_dim=2048, bottleneck_dim=256, num_layers=3,
+                 norm_last_layer=True, **kwargs):
+        super().__init__(**kwargs)
+        if min(out_dim, hidden_dim, bottleneck_dim, num_layers) < 1:
+            raise ValueError(
+                f"DINOHead sizes must be >= 1; got out_dim={out_dim}, hidden_dim={hidden_dim}, "
+                f"bottleneck_dim={bottleneck_dim}, num_layers={num_layers}"
+            )
+        self.out_dim = int(out_dim)
+        self.hidden_dim = int(hidden_dim)
+        self.bottleneck_dim = int(bottleneck_dim)
+        self.num_layers = int(num_layers)
+        self.norm_last_layer = bool(norm_last_layer)
+        init = dict(kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+                    bias_initializer="zeros", dtype=self.dtype_policy)
+        sizes = [self.hidden_dim] * (self.num_layers - 1) + [self.bottleneck_dim]
+        self.mlp = [
+            keras.layers.Dense(size, activation="gelu" if i < len(sizes) - 1 else None,
+                               name=f"mlp_{i + 1}", **init)
+            for i, size in enumerate(sizes)
+        ]
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self.mlp:
+            layer.build(shape)
+            shape = shape[:-1] + (layer.units,)
+        self.last_layer_direction = self.add_weight(
+            shape=(self.bottleneck_dim, self.out_dim), name="last_layer_direction",
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        )
+        self.last_layer_gain = self.add_weight(
+            shape=(1, self.out_dim), name="last_layer_gain", initializer="ones",
+            trainable=not self.norm_last_layer,
+        )
+        self.built = True
+
+    def call(self, features):
+        x = features
+        for layer in self.mlp:
+            x = layer(x)
+        x = x / ops.maximum(ops.norm(x, axis=-1, keepdims=True), 1e-12)
+        direction = ops.cast(self.last_layer_direction, x.dtype)
+        weight = direction / ops.norm(direction, axis=0, keepdims=True)
+        return ops.matmul(x, weight) * ops.cast(self.last_layer_gain, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)[:-1] + (self.out_dim,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(out_dim=self.out_dim, hidden_dim=self.hidden_dim,
+                      bottleneck_dim=self.bottleneck_dim, num_layers=self.num_layers,
+                      norm_last_layer=self.norm_last_layer)
+        return config

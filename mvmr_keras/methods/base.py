@@ -10,6 +10,27 @@ kNN, the baselines and `encoder.keras` use; `term_names(model)` the logged
 loss terms that must stay finite.
 """
 
+from mvmr_keras.models import ImageEncoder, build_backbone
+
+
+def config_encoder(config, name, drop_path_rate=None, image_shape=None):
+    """The `ImageEncoder` of a config's backbone fields (`backbone`,
+    `backbone_width`, `backbone_depths`, the ResNet stem options, a ViT's
+    `patch_size` and `drop_path_rate`), every method's encoder."""
+    backbone = build_backbone(
+        config.backbone,
+        config.image_size,
+        width=config.backbone_width,
+        depths=tuple(config.backbone_depths),
+        small_kernel_stem=config.small_kernel_stem,
+        zero_init_residual=config.zero_init_residual,
+        drop_path_rate=(config.get("drop_path_rate", 0.0) if drop_path_rate is None
+                        else drop_path_rate),
+        patch_size=config.get("patch_size") or None,
+        image_shape=image_shape,
+    )
+    return ImageEncoder(backbone, normalization=config.normalization, name=name)
+
 
 class ConfigError(ValueError):
     """A config that cannot run; the message says what to change."""

@@ -30,8 +30,8 @@ Example:
 
 from mvmr_keras import data as data_lib
 from mvmr_keras import schedules
-from mvmr_keras.methods.base import ConfigError, Method
-from mvmr_keras.models import VIT_ARCHITECTURES, ImageEncoder, build_backbone
+from mvmr_keras.methods.base import ConfigError, Method, config_encoder
+from mvmr_keras.models import VIT_ARCHITECTURES
 from mvmr_keras.models.dino import DINO
 from mvmr_keras.models.dino_head import DINOHead
 from mvmr_keras.optimizers import DistillationAdamW, DistillationSGD
@@ -117,19 +117,9 @@ class DINOMethod(Method):
         )
 
     def _encoder(self, drop_path_rate, name):
-        config = self.config
-        backbone = build_backbone(
-            config.backbone,
-            config.image_size,
-            width=config.backbone_width,
-            depths=tuple(config.backbone_depths),
-            small_kernel_stem=config.small_kernel_stem,
-            zero_init_residual=config.zero_init_residual,
-            drop_path_rate=drop_path_rate,
-            patch_size=config.patch_size or None,
-            image_shape=(None, None, 3),  # global and local crops
-        )
-        return ImageEncoder(backbone, normalization=config.normalization, name=name)
+        # Any image size: the global and the local crops.
+        return config_encoder(self.config, name, drop_path_rate=drop_path_rate,
+                              image_shape=(None, None, 3))
 
     def _head(self, name):
         d = self.config.dino

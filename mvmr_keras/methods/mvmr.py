@@ -19,8 +19,8 @@ import numpy as np
 from mvmr_keras import data as data_lib
 from mvmr_keras import losses, schedules
 from mvmr_keras import representations as representations_lib
-from mvmr_keras.methods.base import ConfigError, Method
-from mvmr_keras.models import MVMR, ImageEncoder, build_backbone
+from mvmr_keras.methods.base import ConfigError, Method, config_encoder
+from mvmr_keras.models import MVMR
 from mvmr_keras.teachers import distillation
 
 OPTIMIZERS = ("adam", "adamw")
@@ -100,17 +100,7 @@ class MVMRMethod(Method):
 
     def build_model(self, steps_per_epoch=1):
         config = self.config
-        backbone = build_backbone(
-            config.backbone,
-            config.image_size,
-            width=config.backbone_width,
-            depths=tuple(config.backbone_depths),
-            small_kernel_stem=config.small_kernel_stem,
-            zero_init_residual=config.zero_init_residual,
-            drop_path_rate=config.get("drop_path_rate", 0.0),
-            patch_size=config.get("patch_size") or None,
-        )
-        encoder = ImageEncoder(backbone, normalization=config.normalization, name="encoder")
+        encoder = config_encoder(config, "encoder")
         parsed = representations_lib.parse(config.representations)
         model = MVMR(
             encoder,

@@ -31,9 +31,12 @@ With `evaluation.online_probe` (and `evaluation.knn_every_n_epochs`) the
 history also holds `probe_top1/5` (and `knn_top1/5`) on the test split.
 """
 
+import contextlib
 import json
 import math
 import os
+import signal
+import threading
 
 import keras
 import numpy as np
@@ -64,7 +67,60 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM) during training; the message says how to resume."""
+    """Ctrl-C (or SIGTERM) during training; the message says how to resume.
+
+    `signal_number` is the signal that stopped it (SIGINT for a plain
+    `KeyboardInterrupt`); `train.py` exits with 128 + that number.
+    """
+
+    def __init__(self, message, signal_number=signal.SIGINT):
+        super().__init__(message)
+        self.signal_number = int(signal_number)
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Turns SIGINT and SIGTERM during `fit` into a stop at the next step.
+
+    Python's own Ctrl-C raises `KeyboardInterrupt` wherever the main thread
+    happens to be, and compiled code that calls back into Python (JAX's
+    dispatch, tf.data) can swallow it: `train.py` then ran on after Ctrl-C.
+    A handler that only records the signal cannot be lost, and the step
+    boundary is a clean place to stop. A second signal stops at once.
+    `install()` is a context manager around `fit`; it leaves signals alone
+    off the main thread and where the signal is ignored (`nohup`).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.received = None
+
+    @contextlib.contextmanager
+    def install(self):
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(number) not in (signal.SIG_IGN, None):
+                    previous[number] = signal.signal(number, self._handle)
+        try:
+            yield self
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _handle(self, number, frame):
+        if self.received is not None:  # the second signal: stop now
+            raise TrainingInterrupted("interrupted", number)
+        self.received = number
+
+    def _check(self):
+        if self.received is not None:
+            raise TrainingInterrupted("interrupted", self.received)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check()
 
 
 def _config_dict(config):
@@ -264,11 +320,10 @@ def train(config, workdir, verbose="auto", log=print, callbacks=()):
         keras.config.set_dtype_policy(config.mixed_precision or "float32")
         return _train(config, workdir, verbose, log, callbacks)
     except KeyboardInterrupt as e:
-        if isinstance(e, TrainingInterrupted):
-            raise
         done = workdir_lib.EpochCheckpoint(workdir, log=_silent).completed_on_disk()
         raise TrainingInterrupted(
-            f"interrupted; rerun the same command to resume from epoch {done + 1}"
+            f"interrupted; rerun the same command to resume from epoch {done + 1}",
+            getattr(e, "signal_number", signal.SIGINT),
         ) from None
     finally:
         keras.config.set_dtype_policy(previous_policy)
@@ -330,20 +385,23 @@ def _train(config, workdir, verbose, log, callbacks):
         log(f"Resuming from {checkpoint.directory}: {done} of {config.epochs} epochs "
             "already completed.")
     nan_stopper = StopOnNaNTerm(method.term_names(model))
-    model.fit(
-        dataset,
-        epochs=config.epochs,
-        steps_per_epoch=steps_per_epoch,
-        verbose=verbose,
-        shuffle=False,  # the dataset reshuffles itself every epoch
-        callbacks=[
-            nan_stopper,
-            *method.callbacks(model),
-            *probe_callbacks,
-            checkpoint,  # after the callbacks that add to the logs
-            *callbacks,
-        ],
-    )
+    signal_stopper = StopOnSignal()
+    with signal_stopper.install():
+        model.fit(
+            dataset,
+            epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch,
+            verbose=verbose,
+            shuffle=False,  # the dataset reshuffles itself every epoch
+            callbacks=[
+                nan_stopper,
+                *method.callbacks(model),
+                *probe_callbacks,
+                checkpoint,  # after the callbacks that add to the logs
+                signal_stopper,  # after the checkpoint: a finished epoch is kept
+                *callbacks,
+            ],
+        )
     if nan_stopper.bad_term is not None or checkpoint.refused is not None:
         where = (f"epoch {checkpoint.completed} kept in {checkpoint.directory}"
                  if checkpoint.completed else "no epoch had completed")

@@ -273,29 +273,43 @@ def get_config():
 """
 
 
-def test_sigint_to_train_py_exits_130_with_the_epoch_to_resume_from(tmp_path):
+# The child restores Python's Ctrl-C handler itself: a shell's background job
+# (nohup, CI) ignores SIGINT and a child would inherit that. (A preexec_fn
+# would do it too, but forks the multithreaded test process unsafely.)
+_TRAIN_WITH_DEFAULT_SIGINT = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv = ['train.py'] + sys.argv[1:]; runpy.run_path('train.py', run_name='__main__')"
+)
+
+
+@pytest.mark.parametrize("signal_number, exit_code",
+                         [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_train_py_stops_it_with_the_epoch_to_resume_from(
+        tmp_path, signal_number, exit_code):
     config = tmp_path / "slow.py"
     config.write_text(_SLOW_CONFIG.format(tests=os.path.join(REPO_ROOT, "tests")))
     workdir, log = tmp_path / "w", open(tmp_path / "stderr.txt", "w")
     process = subprocess.Popen(  # stderr to a file: a full pipe would stall the run
-        [sys.executable, "train.py", f"--config={config}", f"--workdir={workdir}"],
+        [sys.executable, "-c", _TRAIN_WITH_DEFAULT_SIGINT, f"--config={config}",
+         f"--workdir={workdir}"],
         cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=REPO_ROOT),
-        stdout=subprocess.DEVNULL, stderr=log,
-        # A shell's background job (nohup, CI) ignores SIGINT, and a child
-        # would inherit that; Python turns only a default SIGINT into Ctrl-C.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        stdout=subprocess.DEVNULL, stderr=log)
     try:
         deadline = time.time() + 300
         while not os.path.exists(workdir / "checkpoints" / "latest"):  # an epoch saved
             assert process.poll() is None and time.time() < deadline, "training never saved"
             time.sleep(0.2)
-        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        process.wait(timeout=120)
+        process.send_signal(signal_number)  # SIGINT is what Ctrl-C sends
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("still running 120 s after the signal: "
+                        + (tmp_path / "stderr.txt").read_text()[-2000:])
     finally:
         process.kill()
         log.close()
     stderr = (tmp_path / "stderr.txt").read_text()
-    assert process.returncode == 130
+    assert process.returncode == exit_code, stderr[-2000:]
     assert "Traceback" not in stderr, stderr[-2000:]
     last = stderr.strip().splitlines()[-1]
     found = re.fullmatch(r"interrupted; rerun the same command to resume from epoch (\d+)", last)
@@ -303,6 +317,31 @@ def test_sigint_to_train_py_exits_130_with_the_epoch_to_resume_from(tmp_path):
     done = workdir_lib.EpochCheckpoint(str(workdir), log=_quiet).completed_on_disk()
     assert int(found.group(1)) == done + 1 >= 2
     assert not os.path.exists(workdir / ".lock")
+
+
+def test_a_signal_during_fit_stops_at_the_next_step_and_a_second_stops_at_once():
+    stopper = training.StopOnSignal()
+    # As in a terminal, whatever the runner (a background job ignores SIGINT).
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _stop_on_signal_checks(stopper)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, outer)
+
+
+def _stop_on_signal_checks(stopper):
+    with stopper.install():
+        assert signal.getsignal(signal.SIGTERM) == stopper._handle
+        os.kill(os.getpid(), signal.SIGTERM)  # recorded, not raised
+        time.sleep(0.01)  # the handler runs at the next bytecode
+        assert stopper.received == signal.SIGTERM
+        with pytest.raises(training.TrainingInterrupted) as raised:
+            stopper.on_train_batch_end(0)
+        assert raised.value.signal_number == signal.SIGTERM
+        with pytest.raises(training.TrainingInterrupted):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
 
 
 # 7. Smaller defects.

@@ -6,7 +6,8 @@
 `digits`); any field can be overridden. The backend is Keras's:
 `KERAS_BACKEND=jax mvmr-train ...`. Re-running the same command after an
 interruption resumes from the last completed epoch. Errors are one line on
-stderr and a non-zero exit (130 after Ctrl-C).
+stderr and a non-zero exit (130 after Ctrl-C, 143 after SIGTERM: both
+stop at the next step).
 """
 
 import os
@@ -36,7 +37,7 @@ def main(argv=None):
             sys.exit(f"error: {e}")
         except training.TrainingInterrupted as e:
             print(str(e), file=sys.stderr)
-            sys.exit(130)  # the shell's code for Ctrl-C
+            sys.exit(128 + e.signal_number)  # the shell's code: 130 for Ctrl-C
 
     app.run(run, argv=argv, flags_parser=cli.parse_flags)
 

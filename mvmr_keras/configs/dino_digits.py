@@ -65,6 +65,14 @@ def get_config(variant="resnet"):
     config.num_local_crops = 6
     config.global_crop_scale = (0.25, 1.0)
     config.local_crop_scale = (0.05, 0.25)
+    # The augmentations' rates (multicrop.DINO_AUGMENTATION's keys).
+    config.crop_augmentation = augmentation = config_dict.ConfigDict()
+    augmentation.flip_rate = 0.5
+    augmentation.color_jitter_rate = 0.8
+    augmentation.grayscale_rate = 0.2
+    augmentation.global_blur_rates = (1.0, 0.1)
+    augmentation.local_blur_rate = 0.5
+    augmentation.solarize_rate = 0.2
     # Model.
     config.backbone = "resnet18"
     config.backbone_width = 16
@@ -79,6 +87,7 @@ def get_config(variant="resnet"):
     dino.hidden_dim = 256
     dino.bottleneck_dim = 64
     dino.norm_last_layer = True  # frozen weight-norm gain
+    dino.use_bn_in_head = False
     dino.student_temperature = 0.1
     dino.teacher_temperature = 0.07
     dino.warmup_teacher_temperature = 0.04

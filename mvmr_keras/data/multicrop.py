@@ -13,6 +13,12 @@ Each image gives two global crops (`global_size`, area fraction in
   locals with p 0.5;
 - solarisation (threshold 128) on global 2 with p 0.2.
 
+Those rates are DINO's defaults (`DINO_AUGMENTATION`); `augmentation=`
+(a dict with any of its keys) changes them, e.g. weaker views for tiny
+images: `flip_rate`, `color_jitter_rate` (the jitter's strengths stay
+DINO's), `grayscale_rate`, `global_blur_rates` (global 1, global 2),
+`local_blur_rate`, `solarize_rate` (global 2). A rate of 0 skips the op.
+
 Crops are float32 in [0, 255]; normalisation happens in the model. The
 augmentations are stateless TensorFlow ops driven by one seed per batch
 (`views._seeds`), so two pipelines with the same seed give the same
@@ -36,11 +42,36 @@ from mvmr_keras.data.views import _seeds, _source
 
 # DINO's (torchvision's) aspect-ratio range of the random resized crop.
 CROP_RATIO = (3 / 4, 4 / 3)
-JITTER = dict(jitter_rate=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, gray_rate=0.2)
+JITTER = dict(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)
 BLUR_SIGMA = (0.1, 2.0)
-GLOBAL_BLUR_RATES = (1.0, 0.1)
-LOCAL_BLUR_RATE = 0.5
-SOLARIZE_RATE = 0.2  # global crop 2 only
+# DINO's probabilities of each augmentation (MOKD spec, "Views").
+DINO_AUGMENTATION = dict(
+    flip_rate=0.5,
+    color_jitter_rate=0.8,
+    grayscale_rate=0.2,
+    global_blur_rates=(1.0, 0.1),  # global crop 1, global crop 2
+    local_blur_rate=0.5,
+    solarize_rate=0.2,  # global crop 2 only
+)
+
+
+def augmentation_rates(augmentation=None):
+    """DINO's rates (`DINO_AUGMENTATION`) updated by `augmentation` (a dict
+    of some of its keys); raises ValueError on an unknown key or a rate
+    outside [0, 1]."""
+    rates = dict(DINO_AUGMENTATION)
+    for key, value in dict(augmentation or {}).items():
+        if key not in rates:
+            raise ValueError(f"unknown multi-crop augmentation {key!r}; available: {sorted(rates)}")
+        rates[key] = tuple(float(v) for v in value) if key == "global_blur_rates" else float(value)
+    for key, value in rates.items():
+        values = value if key == "global_blur_rates" else (value,)
+        if len(values) != (2 if key == "global_blur_rates" else 1) or not all(
+                0.0 <= v <= 1.0 for v in values):
+            raise ValueError(f"multi-crop augmentation {key} must be "
+                             f"{'two rates' if key == 'global_blur_rates' else 'a rate'} "
+                             f"in [0, 1]; got {value}")
+    return rates
 
 
 def _blur_kernel_size(size):
@@ -66,7 +97,7 @@ class MultiCrop:
     """
 
     def __init__(self, global_size, local_size, num_local_crops,
-                 global_crop_scale=(0.25, 1.0), local_crop_scale=(0.05, 0.25)):
+                 global_crop_scale=(0.25, 1.0), local_crop_scale=(0.05, 0.25), augmentation=None):
         for name, scale in (("global_crop_scale", global_crop_scale),
                             ("local_crop_scale", local_crop_scale)):
             if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
@@ -80,6 +111,7 @@ class MultiCrop:
         self.num_local_crops = int(num_local_crops)
         self.global_crop_scale = tuple(float(s) for s in global_crop_scale)
         self.local_crop_scale = tuple(float(s) for s in local_crop_scale)
+        self.rates = augmentation_rates(augmentation)
 
     def crop(self, images, seed):
         import tensorflow as tf
@@ -89,7 +121,8 @@ class MultiCrop:
         g1_seed, g2_seed, local_seed = ops.split_seed(seed, 3)
 
         def resized_crop(x, size, scale, s):
-            out = ops.random_resized_crop(x, size, scale, CROP_RATIO, s, method="bicubic", flip_rate=0.5)
+            out = ops.random_resized_crop(x, size, scale, CROP_RATIO, s, method="bicubic",
+                                         flip_rate=self.rates["flip_rate"])
             return tf.clip_by_value(out, 0.0, 255.0)  # bicubic overshoots
 
         global_crops = tf.stack([
@@ -113,25 +146,32 @@ class MultiCrop:
         from mvmr_keras.data import augment_ops as ops
 
         seeds = ops.split_seed(seed, 8)
+        rates = self.rates
 
         def colour(x, s):
-            return ops.fused_color(x, s, **JITTER)
+            if not (rates["color_jitter_rate"] or rates["grayscale_rate"]):
+                return x
+            return ops.fused_color(x, s, jitter_rate=rates["color_jitter_rate"],
+                                   gray_rate=rates["grayscale_rate"], **JITTER)
 
         def blur(x, s, rate, size):
             kernel = _blur_kernel_size(size)
+            if rate <= 0.0:
+                return x
             if rate >= 1.0:
                 return ops.gaussian_blur(x, kernel, BLUR_SIGMA, s)
             return ops.random_apply(lambda y, t: ops.gaussian_blur(y, kernel, BLUR_SIGMA, t), x, s, rate)
 
         g = self.global_size
-        first = blur(colour(global_crops[:, 0], seeds[0]), seeds[1], GLOBAL_BLUR_RATES[0], g)
-        second = blur(colour(global_crops[:, 1], seeds[2]), seeds[3], GLOBAL_BLUR_RATES[1], g)
-        second = ops.random_solarize(second, seeds[4], SOLARIZE_RATE)
+        first = blur(colour(global_crops[:, 0], seeds[0]), seeds[1], rates["global_blur_rates"][0], g)
+        second = blur(colour(global_crops[:, 1], seeds[2]), seeds[3], rates["global_blur_rates"][1], g)
+        if rates["solarize_rate"]:
+            second = ops.random_solarize(second, seeds[4], rates["solarize_rate"])
         global_crops = tf.stack([first, second], axis=1)
         if self.num_local_crops:
             size, n = self.local_size, self.num_local_crops
             flat = tf.reshape(local_crops, (-1, size, size, 3))
-            flat = blur(colour(flat, seeds[5]), seeds[6], LOCAL_BLUR_RATE, size)
+            flat = blur(colour(flat, seeds[5]), seeds[6], rates["local_blur_rate"], size)
             local_crops = tf.reshape(flat, (-1, n, size, size, 3))
         return tf.clip_by_value(global_crops, 0.0, 255.0), tf.clip_by_value(local_crops, 0.0, 255.0)
 
@@ -149,6 +189,7 @@ def multicrop_views(
     num_local_crops,
     global_crop_scale=(0.25, 1.0),
     local_crop_scale=(0.05, 0.25),
+    augmentation=None,
     batch_size=256,
     seed=None,
     shuffle=True,
@@ -170,6 +211,8 @@ def multicrop_views(
         global_crop_scale, local_crop_scale: area fraction ranges of the
             random resized crops (DINO README: 0.25-1 and 0.05-0.25; its
             flag defaults 0.4-1 and 0.05-0.4).
+        augmentation: a dict changing some of DINO's augmentation rates
+            (`DINO_AUGMENTATION`; module docstring); None = DINO's.
         batch_size: images per batch (per worker when sharded); the last
             partial batch is dropped.
         seed: fixes the shuffle and the augmentations (epoch by epoch).
@@ -191,7 +234,8 @@ def multicrop_views(
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
-    augment = MultiCrop(global_size, local_size, num_local_crops, global_crop_scale, local_crop_scale)
+    augment = MultiCrop(global_size, local_size, num_local_crops, global_crop_scale, local_crop_scale,
+                        augmentation)
     parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
     ds, fixed_size = _source(
         images, batch_size, seed=seed, shuffle=shuffle, labels=labels, cache=cache,

@@ -4,7 +4,11 @@ Config fields beyond the shared ones (see configs/dino_digits.py):
 
 - views: `image_size` is the global crops' side (and the evaluation
   images'), `local_crop_size`, `num_local_crops`, `global_crop_scale`,
-  `local_crop_scale` (`mvmr_keras.data.multicrop_views`);
+  `local_crop_scale` (`mvmr_keras.data.multicrop_views`), and optionally
+  a `crop_augmentation` block changing some of DINO's augmentation rates
+  (`flip_rate`, `color_jitter_rate`, `grayscale_rate`, `global_blur_rates`,
+  `local_blur_rate`, `solarize_rate`; `multicrop.DINO_AUGMENTATION`;
+  absent = DINO's);
 - `drop_path_rate` (the student ViT's; the teacher has none);
 - `optimizer`: `adamw` or `sgd` (momentum `dino.sgd_momentum`), with
   `weight_decay` the decay at step 0, following a cosine to
@@ -12,7 +16,7 @@ Config fields beyond the shared ones (see configs/dino_digits.py):
   `learning_rate` (already scaled to the batch), `final_learning_rate`
   and `warmup_epochs` as every method (`schedules.learning_rate_schedule`);
 - the `dino` block: the head (`out_dim`, `hidden_dim`, `bottleneck_dim`,
-  `norm_last_layer`), the temperatures (`student_temperature`,
+  `norm_last_layer`, optional `use_bn_in_head`, default False), the temperatures (`student_temperature`,
   `teacher_temperature`, `warmup_teacher_temperature`,
   `warmup_teacher_temperature_epochs`, cut to the run's epochs when
   longer), `center_momentum`,
@@ -30,6 +34,7 @@ Example:
 
 from mvmr_keras import data as data_lib
 from mvmr_keras import schedules
+from mvmr_keras.data.multicrop import augmentation_rates
 from mvmr_keras.methods.base import ConfigError, Method, config_encoder
 from mvmr_keras.models import VIT_ARCHITECTURES
 from mvmr_keras.models.dino import DINO
@@ -50,6 +55,10 @@ def _scale_pair(c, field):
     if len(pair) != 2 or not 0 < pair[0] <= pair[1] <= 1:
         raise ConfigError(
             f"{field} must be a pair (min, max) with 0 < min <= max <= 1; got {c[field]}")
+
+
+def _to_dict(block):
+    return block.to_dict() if hasattr(block, "to_dict") else block
 
 
 class DINOMethod(Method):
@@ -76,6 +85,10 @@ class DINOMethod(Method):
                 f"{c['local_crop_size']} and {c['num_local_crops']}")
         _scale_pair(c, "global_crop_scale")
         _scale_pair(c, "local_crop_scale")
+        try:
+            augmentation_rates(c.get("crop_augmentation"))
+        except ValueError as error:
+            raise ConfigError(f"crop_augmentation: {error}") from None
         if not 0 <= c["drop_path_rate"] < 1:
             raise ConfigError(f"drop_path_rate must be in [0, 1); got {c['drop_path_rate']}")
         if c["backbone"] in VIT_ARCHITECTURES:
@@ -112,6 +125,7 @@ class DINOMethod(Method):
             num_local_crops=config.num_local_crops,
             global_crop_scale=tuple(config.global_crop_scale),
             local_crop_scale=tuple(config.local_crop_scale),
+            augmentation=_to_dict(config.get("crop_augmentation")),
             batch_size=config.batch_size,
             seed=config.seed,
         )
@@ -125,7 +139,7 @@ class DINOMethod(Method):
         d = self.config.dino
         return DINOHead(out_dim=d.out_dim, hidden_dim=d.hidden_dim,
                         bottleneck_dim=d.bottleneck_dim, norm_last_layer=d.norm_last_layer,
-                        name=name)
+                        use_bn=d.get("use_bn_in_head", False), name=name)
 
     def build_model(self, steps_per_epoch=1):
         config, d = self.config, self.config.dino

@@ -6,6 +6,8 @@ whose weight is weight-normalised: `W = g * V / ||V||` per output unit.
 The gain `g` (shape `(1, K)`, ones) is frozen with `norm_last_layer=True`
 (DINO's default, MOKD's CNN) or trainable (MOKD's ViT). Weights are
 truncated-normal(0.02), biases zero; GELU is the exact (erf) one.
+With `use_bn=True` (DINO's `use_bn_in_head`) each hidden Linear is
+followed by BatchNorm before its GELU.
 The last layer's variables are named `last_layer_*`, which is what
 `DistillationAdamW(freeze_steps=...)` freezes during the first epoch.
 
@@ -30,10 +32,11 @@ class DINOHead(keras.layers.Layer):
         bottleneck_dim: width before the last layer (256).
         num_layers: linear layers before the last one (3; 1 = one Linear).
         norm_last_layer: freeze the weight-norm gain at 1.
+        use_bn: BatchNorm after each hidden Linear (DINO's `use_bn_in_head`).
     """
 
     def __init__(self, out_dim=65536, hidden_dim=2048, bottleneck_dim=256, num_layers=3,
-                 norm_last_layer=True, **kwargs):
+                 norm_last_layer=True, use_bn=False, **kwargs):
         super().__init__(**kwargs)
         if min(out_dim, hidden_dim, bottleneck_dim, num_layers) < 1:
             raise ValueError(
@@ -45,20 +48,30 @@ class DINOHead(keras.layers.Layer):
         self.bottleneck_dim = int(bottleneck_dim)
         self.num_layers = int(num_layers)
         self.norm_last_layer = bool(norm_last_layer)
+        self.use_bn = bool(use_bn)
         init = dict(kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
                     bias_initializer="zeros", dtype=self.dtype_policy)
         sizes = [self.hidden_dim] * (self.num_layers - 1) + [self.bottleneck_dim]
+        hidden = len(sizes) - 1
         self.mlp = [
-            keras.layers.Dense(size, activation="gelu" if i < len(sizes) - 1 else None,
+            keras.layers.Dense(size, activation="gelu" if i < hidden and not self.use_bn else None,
                                name=f"mlp_{i + 1}", **init)
             for i, size in enumerate(sizes)
         ]
+        # (DINO's BatchNorm1d: momentum 0.1, eps 1e-5.)
+        self.norms = [
+            keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"mlp_{i + 1}_bn",
+                                            dtype=self.dtype_policy)
+            for i in range(hidden)
+        ] if self.use_bn else []
 
     def build(self, input_shape):
         shape = tuple(input_shape)
-        for layer in self.mlp:
+        for i, layer in enumerate(self.mlp):
             layer.build(shape)
             shape = shape[:-1] + (layer.units,)
+            if i < len(self.norms):
+                self.norms[i].build(shape)
         self.last_layer_direction = self.add_weight(
             shape=(self.bottleneck_dim, self.out_dim), name="last_layer_direction",
             initializer=keras.initializers.TruncatedNormal(stddev=0.02),
@@ -69,10 +82,12 @@ class DINOHead(keras.layers.Layer):
         )
         self.built = True
 
-    def call(self, features):
+    def call(self, features, training=None):
         x = features
-        for layer in self.mlp:
+        for i, layer in enumerate(self.mlp):
             x = layer(x)
+            if i < len(self.norms):
+                x = keras.activations.gelu(self.norms[i](x, training=training), approximate=False)
         x = x / ops.maximum(ops.norm(x, axis=-1, keepdims=True), 1e-12)
         direction = ops.cast(self.last_layer_direction, x.dtype)
         weight = direction / ops.norm(direction, axis=0, keepdims=True)
@@ -85,5 +100,5 @@ class DINOHead(keras.layers.Layer):
         config = super().get_config()
         config.update(out_dim=self.out_dim, hidden_dim=self.hidden_dim,
                       bottleneck_dim=self.bottleneck_dim, num_layers=self.num_layers,
-                      norm_last_layer=self.norm_last_layer)
+                      norm_last_layer=self.norm_last_layer, use_bn=self.use_bn)
         return config

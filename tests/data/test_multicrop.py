@@ -179,3 +179,36 @@ def test_solarize():
 
     x = tf.constant([[[[0.0, 127.0, 128.0]], [[200.0, 255.0, 64.0]]]])
     np.testing.assert_array_equal(ops.solarize(x).numpy(), [[[[0.0, 127.0, 127.0]], [[55.0, 0.0, 64.0]]]])
+
+
+def test_augmentation_rates_switch_each_op_off_and_default_to_dino():
+    from mvmr_keras.data.multicrop import DINO_AUGMENTATION, augmentation_rates
+
+    assert MultiCrop(32, 16, 1).rates == DINO_AUGMENTATION
+    assert augmentation_rates({"solarize_rate": 0})["solarize_rate"] == 0.0
+    with pytest.raises(ValueError, match="unknown multi-crop augmentation 'blur'"):
+        augmentation_rates({"blur": 0.5})
+    with pytest.raises(ValueError, match="global_blur_rates must be two rates"):
+        augmentation_rates({"global_blur_rates": (1.0,)})
+    with pytest.raises(ValueError, match="flip_rate must be a rate in"):
+        augmentation_rates({"flip_rate": 1.5})
+    # All off: the colour, blur and solarisation stage leaves crops as they are.
+    off = dict(color_jitter_rate=0, grayscale_rate=0, global_blur_rates=(0, 0),
+               local_blur_rate=0, solarize_rate=0)
+    noise = tf.constant(np.random.default_rng(3).uniform(0, 255, (8, 2, 32, 32, 3)), tf.float32)
+    local = noise[:, :1, :16, :16]
+    g, l = MultiCrop(32, 16, 1, augmentation=off).rest(noise, local, tf.constant([1, 2], tf.int64))
+    np.testing.assert_array_equal(g.numpy(), noise.numpy())
+    np.testing.assert_array_equal(l.numpy(), local.numpy())
+    # DINO's rates change them (global 1 is always blurred).
+    g, _ = MultiCrop(32, 16, 1).rest(noise, local, tf.constant([1, 2], tf.int64))
+    assert np.abs(g.numpy()[:, 0] - noise.numpy()[:, 0]).mean() > 10.0
+    # flip_rate 0 never mirrors a left-to-right ramp, 1 always does.
+    ramp = np.broadcast_to(np.linspace(0, 255, 32)[None, None, :, None], (16, 32, 32, 3))
+    ramp = tf.constant(ramp, tf.float32)
+    for rate, increasing in ((0.0, True), (1.0, False)):
+        crop = MultiCrop(32, 16, 2, global_crop_scale=(0.5, 1.0), augmentation={"flip_rate": rate})
+        g, l = crop.crop(ramp, tf.constant([4, 5], tf.int64))
+        for x in (g.numpy()[:, :, 16], l.numpy()[:, :, 8]):
+            slope = x[..., -3, 0] - x[..., 2, 0]
+            assert np.all(slope > 0) if increasing else np.all(slope < 0), slope

@@ -43,6 +43,12 @@ def _dino(**overrides):
     return config
 
 
+def _augmented(**rates):
+    config = dino_digits.get_config()
+    config.crop_augmentation = dict(config.crop_augmentation.to_dict(), **rates)
+    return config
+
+
 @pytest.mark.parametrize(
     "config, match",
     [
@@ -54,6 +60,8 @@ def _dino(**overrides):
         (_dino(dino={"student_temperature": 0.0}), "dino.student_temperature must be > 0"),
         (_dino(drop_path_rate=0.1), "drop_path_rate and patch_size are for ViT backbones"),
         (_dino(backbone="vit_digits", local_crop_size=18), "local_crop_size 18 is not a multiple of the ViT's patch size 4"),
+        (_augmented(blur_rate=0.5), "crop_augmentation: unknown multi-crop augmentation 'blur_rate'"),
+        (_augmented(solarize_rate=2.0), "crop_augmentation: multi-crop augmentation solarize_rate must be a rate"),
     ],
 )
 def test_bad_dino_configs_are_rejected_with_a_reason(config, match):
@@ -66,8 +74,8 @@ def test_dino_builds_a_model_whose_evaluated_encoder_is_the_teacher():
     method = methods.create(config)
     model = method.build_model(steps_per_epoch=3)
     assert method.encoder(model) is model.teacher and model.total_steps == 3 * config.epochs
-    short = methods.create(_dino(epochs=3)).build_model(steps_per_epoch=1)
-    assert short.warmup_teacher_temperature_epochs == 3  # the config's 10, cut to the run
+    short = methods.create(_dino(epochs=3, dino={"warmup_teacher_temperature_epochs": 10}))
+    assert short.build_model(steps_per_epoch=1).warmup_teacher_temperature_epochs == 3  # cut to the run
     assert method.term_names(model) == ["teacher_entropy", "teacher_marginal_entropy",
                                         "teacher_temperature"]
     optimizer = method.build_optimizer(steps_per_epoch=3)
@@ -99,3 +107,20 @@ def test_dino_with_a_vit_student_with_drop_path_and_a_teacher_without():
     assert np.isfinite(logs["loss"]) and 0 < logs["teacher_entropy"] <= np.log(32) + 1e-5
     features = model.encoder.predict(batch["local_crops"][:, 0], verbose=0)
     assert features.shape == (4, 32)
+
+
+def test_dino_crop_augmentation_reaches_the_views_and_defaults_to_dinos(monkeypatch):
+    import mvmr_keras.methods.dino as dino_method
+    from mvmr_keras.data.multicrop import DINO_AUGMENTATION
+
+    config = _dino()
+    del config["crop_augmentation"]
+    training.validate_config(config)  # optional: absent = DINO's rates
+    seen = {}
+    monkeypatch.setattr(dino_method.data_lib, "multicrop_views",
+                        lambda images, **kwargs: seen.update(kwargs))
+    methods.create(config).train_dataset(None, None, None)
+    assert seen["augmentation"] is None
+    methods.create(_dino()).train_dataset(None, None, None)
+    assert seen["augmentation"]["solarize_rate"] == 0.0
+    assert set(seen["augmentation"]) == set(DINO_AUGMENTATION)

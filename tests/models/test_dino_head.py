@@ -46,3 +46,23 @@ def test_config_round_trip_and_bad_sizes():
         64, 32, 16, False)
     with pytest.raises(ValueError, match="sizes must be >= 1"):
         DINOHead(out_dim=0)
+
+
+def test_use_bn_puts_batchnorm_before_each_hidden_gelu():
+    head = DINOHead(out_dim=32, hidden_dim=16, bottleneck_dim=8, use_bn=True)
+    x = np.random.default_rng(1).normal(3.0, 1.0, size=(64, 12)).astype("float32")
+    out = to_numpy(head(x, training=True))
+    assert len(head.norms) == 2 and head.mlp[0].activation is not keras.activations.gelu
+    h = x
+    for layer in head.mlp[:2]:
+        h = to_numpy(layer(h))
+        h = (h - h.mean(0)) / np.sqrt(h.var(0) + 1e-5)  # batch statistics, gain 1, offset 0
+        h = 0.5 * h * (1.0 + np.vectorize(__import__("math").erf)(h / np.sqrt(2.0)))
+    h = to_numpy(head.mlp[2](h))
+    h = h / np.linalg.norm(h, axis=-1, keepdims=True)
+    v = to_numpy(head.last_layer_direction)
+    np.testing.assert_allclose(out, h @ (v / np.linalg.norm(v, axis=0, keepdims=True)),
+                               rtol=1e-3, atol=1e-4)
+    assert DINOHead.from_config(head.get_config()).use_bn
+    # Inference uses the moving statistics (one step of momentum 0.9 from 0 and 1): another output.
+    assert np.abs(to_numpy(head(x, training=False)) - out).max() > 1e-3

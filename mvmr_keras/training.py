@@ -42,6 +42,7 @@ import keras
 import numpy as np
 
 from mvmr_keras import data as data_lib
+from mvmr_keras import distribution as distribution_lib
 from mvmr_keras import callbacks as callbacks_lib
 from mvmr_keras import evaluation, methods, plots, schedules
 from mvmr_keras import workdir as workdir_lib
@@ -172,6 +173,10 @@ def validate_config(config):
             f"{sorted(NORMALIZATION_STATS)}"
         )
     method.validate(config)
+    try:
+        distribution_lib.validate(config, methods.name_of(config))
+    except distribution_lib.DistributionError as e:
+        raise ConfigError(str(e)) from None
     for mode in _after_training_modes(config):
         if mode not in evaluation.MODES:
             raise ConfigError(
@@ -318,7 +323,8 @@ def train(config, workdir, verbose="auto", log=print, callbacks=()):
     try:
         _check_workdir(config, workdir)
         keras.config.set_dtype_policy(config.mixed_precision or "float32")
-        return _train(config, workdir, verbose, log, callbacks)
+        with distribution_lib.scope(config):
+            return _train(config, workdir, verbose, log, callbacks)
     except KeyboardInterrupt as e:
         done = workdir_lib.EpochCheckpoint(workdir, log=_silent).completed_on_disk()
         raise TrainingInterrupted(
@@ -369,8 +375,9 @@ def _train(config, workdir, verbose, log, callbacks):
     run_info = workdir_lib.read_json(run_path, {}) if done else {}
     knn_settings = baselines.knn_settings(config)
     if "random_init" not in run_info:
-        run_info["random_init"] = baselines.frozen_scores(
-            encoder, probe_train, test, **knn_settings)
+        with distribution_lib.paused():
+            run_info["random_init"] = baselines.frozen_scores(
+                encoder, probe_train, test, **knn_settings)
     random_init = run_info["random_init"]
     random_init_top1 = random_init["linear_probe_top1"]
     log(f"Linear probe top-1 of the encoder at initialisation: {random_init_top1:.4f}")
@@ -386,7 +393,7 @@ def _train(config, workdir, verbose, log, callbacks):
             "already completed.")
     nan_stopper = StopOnNaNTerm(method.term_names(model))
     signal_stopper = StopOnSignal()
-    with signal_stopper.install():
+    with signal_stopper.install(), distribution_lib.synchronized_batch_norm(model):
         model.fit(
             dataset,
             epochs=config.epochs,
@@ -396,12 +403,13 @@ def _train(config, workdir, verbose, log, callbacks):
             callbacks=[
                 nan_stopper,
                 *method.callbacks(model),
-                *probe_callbacks,
+                *map(distribution_lib.PausedDistribution, probe_callbacks),
                 checkpoint,  # after the callbacks that add to the logs
                 signal_stopper,  # after the checkpoint: a finished epoch is kept
                 *callbacks,
             ],
         )
+    distribution_lib.finish_training()  # evaluation predicts batches of any size
     if nan_stopper.bad_term is not None or checkpoint.refused is not None:
         where = (f"epoch {checkpoint.completed} kept in {checkpoint.directory}"
                  if checkpoint.completed else "no epoch had completed")

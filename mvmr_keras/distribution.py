@@ -1,0 +1,224 @@
+"""Training on several devices of one host: `config.distribution`.
+
+`distribution = ""` trains on one device; `"data_parallel"` splits every
+global batch (`config.batch_size`) evenly over `config.num_devices` local
+devices (0 = all of them) with the engine's own machinery:
+
+- JAX: `keras.distribution.DataParallel`. The train step is one SPMD
+  program over the global batch, so every distance correlation and every
+  BatchNorm statistic is computed over the global batch by construction.
+- TensorFlow: `tf.distribute.MirroredStrategy`. Each replica holds 1/N of
+  the batch, so `gather_replicas` all-gathers what the loss needs before
+  the terms are computed, `replicas_in_sync` says by how much to divide the
+  loss (the all-gather's gradient sums the replicas' upstream gradients,
+  and the optimiser sums the replicas' gradients), and BatchNorm is
+  switched to `synchronized=True` during `fit`.
+- PyTorch: Keras has no torch distribution; `validate` refuses.
+
+Every TensorFlow call is imported inside the function that needs it, so
+importing this module (as `models.mvmr` does) never imports TensorFlow.
+
+Example:
+
+>>> with distribution.scope(config):      # config.distribution == "data_parallel"
+...     model = method.build_model()
+...     model.compile(optimizer="sgd")
+...     with distribution.synchronized_batch_norm(model):
+...         model.fit(dataset, epochs=1)
+"""
+
+import contextlib
+
+import keras
+
+DISTRIBUTIONS = ("", "data_parallel")
+
+
+class DistributionError(ValueError):
+    """A distribution the config asks for cannot run here (one line)."""
+
+
+def is_data_parallel(config):
+    get = getattr(config, "get", None)
+    return bool(get and get("distribution", "") == "data_parallel")
+
+
+def local_devices():
+    """The devices data parallelism spreads over: the accelerators when the
+    engine has some, else its (possibly virtual) CPU devices."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return keras.distribution.list_devices()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name for d in (tf.config.list_logical_devices("GPU")
+                                 or tf.config.list_logical_devices("CPU"))]
+    return []
+
+
+def validate(config, method_name="mvmr"):
+    """Raises `DistributionError` with one line for a distribution that
+    cannot run; returns the number of replicas (1 without distribution)."""
+    get = config.get
+    distribution = get("distribution", "") or ""
+    num_devices = get("num_devices", 0) or 0
+    if distribution not in DISTRIBUTIONS:
+        raise DistributionError(
+            f"unknown distribution {distribution!r}; available: 'data_parallel' "
+            "or empty for one device"
+        )
+    if num_devices < 0:
+        raise DistributionError(f"num_devices must be >= 0 (0 = all local devices); got {num_devices}")
+    if not distribution:
+        return 1
+    backend = keras.backend.backend()
+    if backend not in ("jax", "tensorflow"):
+        raise DistributionError(
+            f"distribution 'data_parallel' is not available on the {backend} backend "
+            "(Keras has no torch distribution); use KERAS_BACKEND=jax or "
+            "KERAS_BACKEND=tensorflow"
+        )
+    if method_name != "mvmr":
+        raise DistributionError("data_parallel is supported for mvmr only for now")
+    available = len(local_devices())
+    if num_devices > available:
+        raise DistributionError(
+            f"num_devices {num_devices} is more than the {available} local devices"
+        )
+    replicas = num_devices or available
+    if get("batch_size") % replicas:
+        raise DistributionError(
+            f"batch_size {get('batch_size')} is not divisible by the {replicas} replicas"
+        )
+    return replicas
+
+
+@contextlib.contextmanager
+def scope(config):
+    """The engine's distribution for building, compiling and fitting a
+    model (nothing without `data_parallel`); undone on exit, so nothing
+    leaks into later models of the same process."""
+    if not is_data_parallel(config):
+        yield
+        return
+    devices = local_devices()[: config.get("num_devices", 0) or None]
+    if keras.backend.backend() == "jax":
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        try:
+            yield
+        finally:
+            keras.distribution.set_distribution(previous)
+    else:
+        import tensorflow as tf
+
+        with tf.distribute.MirroredStrategy(devices).scope():
+            yield
+
+
+@contextlib.contextmanager
+def paused():
+    """One device again while inside (JAX): evaluation predicts batches of
+    any size, which a batch-sharded layout cannot split. The variables stay
+    replicated, so the models keep working. TensorFlow's strategy splits
+    uneven batches itself: nothing to do there."""
+    if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:
+        yield
+        return
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(previous)
+
+
+def finish_training():
+    """One device from here on (JAX), for the evaluation after `fit`; the
+    enclosing `scope` still restores what was there before it on exit."""
+    if keras.backend.backend() == "jax":
+        keras.distribution.set_distribution(None)
+
+
+class PausedDistribution(keras.callbacks.Callback):
+    """Runs another callback's hooks under `paused()`: the online probe and
+    kNN monitor evaluate with batches of any size during a data-parallel
+    `fit`."""
+
+    def __init__(self, callback):
+        super().__init__()
+        self.callback = callback
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.callback.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.callback.set_params(params)
+
+
+def _paused_hook(name):
+    def hook(self, *args, **kwargs):
+        with paused():
+            return getattr(self.callback, name)(*args, **kwargs)
+
+    hook.__name__ = name
+    return hook
+
+
+for _name in ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+              "on_train_batch_begin", "on_train_batch_end"):
+    setattr(PausedDistribution, _name, _paused_hook(_name))
+
+
+@contextlib.contextmanager
+def synchronized_batch_norm(model):
+    """Every BatchNormalization of `model` computes its batch statistics
+    over all replicas while inside (TensorFlow under a strategy; JAX's are
+    global already). Reset on exit: a saved `synchronized=True` would not
+    load on the other backends."""
+    if keras.backend.backend() != "tensorflow" or not _has_strategy():
+        yield
+        return
+    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.synchronized = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.synchronized = False
+
+
+def _has_strategy():
+    import tensorflow as tf
+
+    return tf.distribute.has_strategy()
+
+
+def replicas_in_sync():
+    """How many TensorFlow replicas run this step in sync (1 outside a
+    strategy's replica context and on the other backends)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    return context.num_replicas_in_sync if context is not None else 1
+
+
+def gather_replicas(values):
+    """A nest of `(B_local, ...)` tensors -> the `(B_global, ...)` tensors of
+    all replicas, in replica order (unchanged with one replica).
+
+    Its gradient (TensorFlow's own) sums the replicas' upstream gradients
+    and hands each replica its slice, so a loss computed on the gathered
+    batch must be divided by `replicas_in_sync()`."""
+    if replicas_in_sync() == 1:
+        return values
+    import tensorflow as tf
+
+    return tf.distribute.get_replica_context().all_gather(values, axis=0)

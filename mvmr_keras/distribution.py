@@ -12,7 +12,7 @@ devices (0 = all of them) with the engine's own machinery:
   the terms are computed, `replicas_in_sync` says by how much to divide the
   loss (the all-gather's gradient sums the replicas' upstream gradients,
   and the optimiser sums the replicas' gradients), and BatchNorm is
-  switched to `synchronized=True` during `fit`.
+  switched to `synchronized=True` during `fit` (`Placement`).
 - PyTorch: Keras has no torch distribution; `validate` refuses.
 
 Every TensorFlow call is imported inside the function that needs it, so
@@ -20,10 +20,11 @@ importing this module (as `models.mvmr` does) never imports TensorFlow.
 
 Example:
 
->>> with distribution.scope(config):      # config.distribution == "data_parallel"
-...     model = method.build_model()
-...     model.compile(optimizer="sgd")
-...     with distribution.synchronized_batch_norm(model):
+>>> with distribution.Placement(config) as placement:  # distribution="data_parallel"
+...     with placement.building():
+...         model = method.build_model()
+...         model.compile(optimizer="sgd")
+...     with placement.fitting(model):
 ...         model.fit(dataset, epochs=1)
 """
 
@@ -94,61 +95,104 @@ def validate(config, method_name="mvmr"):
     return replicas
 
 
-@contextlib.contextmanager
-def scope(config):
-    """The engine's distribution for building, compiling and fitting a
-    model (nothing without `data_parallel`); undone on exit, so nothing
-    leaks into later models of the same process."""
-    if not is_data_parallel(config):
-        yield
-        return
-    devices = local_devices()[: config.get("num_devices", 0) or None]
-    if keras.backend.backend() == "jax":
-        previous = keras.distribution.distribution()
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+class Placement:
+    """Where one run trains: one device, or `data_parallel` over several.
+
+    Enter it around everything from building the model to the end of
+    `fit`; it is undone on exit, so nothing leaks into later models of the
+    same process. Inside, build and compile under `building()`, evaluate
+    (batches of any size) under `paused()`, and fit under `fitting(model)`.
+    """
+
+    def __init__(self, config):
+        self.data_parallel = is_data_parallel(config)
+        self.backend = keras.backend.backend()
+        self.devices = (local_devices()[: config.get("num_devices", 0) or None]
+                        if self.data_parallel else [])
+        self.strategy = None
+        self._previous = None
+
+    def __enter__(self):
+        if self.data_parallel and self.backend == "jax":
+            # Variables are laid out when created: set before building.
+            self._previous = keras.distribution.distribution()
+            keras.distribution.set_distribution(
+                keras.distribution.DataParallel(devices=self.devices))
+        elif self.data_parallel:
+            import tensorflow as tf
+
+            self.strategy = tf.distribute.MirroredStrategy(self.devices)
+        return self
+
+    def __exit__(self, *exc):
+        if self.data_parallel and self.backend == "jax":
+            keras.distribution.set_distribution(self._previous)
+
+    @contextlib.contextmanager
+    def building(self):
+        """Build and compile inside: TensorFlow's models made here keep the
+        strategy (and `fit` runs every step on all replicas). `fit` itself
+        runs outside it, so the models callbacks make are plain ones."""
+        if self.strategy is None:
+            yield
+            return
+        with self.strategy.scope():
+            yield
+
+    @contextlib.contextmanager
+    def paused(self):
+        """One device again while inside (JAX): evaluation predicts batches
+        of any size, which a batch-sharded layout cannot split. The
+        variables stay replicated, so the models keep working."""
+        if not (self.data_parallel and self.backend == "jax"):
+            yield
+            return
+        current = keras.distribution.distribution()
+        keras.distribution.set_distribution(None)
         try:
             yield
         finally:
-            keras.distribution.set_distribution(previous)
-    else:
-        import tensorflow as tf
+            keras.distribution.set_distribution(current)
 
-        with tf.distribute.MirroredStrategy(devices).scope():
+    @contextlib.contextmanager
+    def fitting(self, model):
+        """TensorFlow: BatchNorm statistics over all replicas while inside
+        (JAX's are global already), reset on exit since a saved
+        `synchronized=True` does not load on other backends. The models
+        inside `model` (its encoder) stop carrying the strategy: callbacks
+        and evaluation call them on batches `*_on_batch` would otherwise run
+        whole on every replica."""
+        if self.strategy is None:
             yield
+            return
+        inner = list(model._flatten_layers(include_self=False, recursive=True))
+        for layer in inner:
+            if isinstance(layer, keras.Model):
+                layer._distribute_strategy = None
+        norms = [layer for layer in inner if isinstance(layer, keras.layers.BatchNormalization)]
+        for layer in norms:
+            layer.synchronized = True
+        try:
+            yield
+        finally:
+            for layer in norms:
+                layer.synchronized = False
+
+    def callback(self, callback):
+        """`callback` with its hooks run under `paused()`."""
+        if not (self.data_parallel and self.backend == "jax"):
+            return callback
+        return _PausedCallback(callback, self)
 
 
-@contextlib.contextmanager
-def paused():
-    """One device again while inside (JAX): evaluation predicts batches of
-    any size, which a batch-sharded layout cannot split. The variables stay
-    replicated, so the models keep working. TensorFlow's strategy splits
-    uneven batches itself: nothing to do there."""
-    if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:
-        yield
-        return
-    previous = keras.distribution.distribution()
-    keras.distribution.set_distribution(None)
-    try:
-        yield
-    finally:
-        keras.distribution.set_distribution(previous)
+class _PausedCallback(keras.callbacks.Callback):
+    """Runs another callback's hooks under `Placement.paused()`: the online
+    probe and kNN monitor evaluate on batches of any size during `fit`."""
 
-
-def finish_training():
-    """One device from here on (JAX), for the evaluation after `fit`; the
-    enclosing `scope` still restores what was there before it on exit."""
-    if keras.backend.backend() == "jax":
-        keras.distribution.set_distribution(None)
-
-
-class PausedDistribution(keras.callbacks.Callback):
-    """Runs another callback's hooks under `paused()`: the online probe and
-    kNN monitor evaluate with batches of any size during a data-parallel
-    `fit`."""
-
-    def __init__(self, callback):
+    def __init__(self, callback, placement):
         super().__init__()
         self.callback = callback
+        self.placement = placement
 
     def set_model(self, model):
         super().set_model(model)
@@ -161,7 +205,7 @@ class PausedDistribution(keras.callbacks.Callback):
 
 def _paused_hook(name):
     def hook(self, *args, **kwargs):
-        with paused():
+        with self.placement.paused():
             return getattr(self.callback, name)(*args, **kwargs)
 
     hook.__name__ = name
@@ -170,33 +214,7 @@ def _paused_hook(name):
 
 for _name in ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
               "on_train_batch_begin", "on_train_batch_end"):
-    setattr(PausedDistribution, _name, _paused_hook(_name))
-
-
-@contextlib.contextmanager
-def synchronized_batch_norm(model):
-    """Every BatchNormalization of `model` computes its batch statistics
-    over all replicas while inside (TensorFlow under a strategy; JAX's are
-    global already). Reset on exit: a saved `synchronized=True` would not
-    load on the other backends."""
-    if keras.backend.backend() != "tensorflow" or not _has_strategy():
-        yield
-        return
-    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-              if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in layers:
-        layer.synchronized = True
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.synchronized = False
-
-
-def _has_strategy():
-    import tensorflow as tf
-
-    return tf.distribute.has_strategy()
+    setattr(_PausedCallback, _name, _paused_hook(_name))
 
 
 def replicas_in_sync():
@@ -221,4 +239,7 @@ def gather_replicas(values):
         return values
     import tensorflow as tf
 
-    return tf.distribute.get_replica_context().all_gather(values, axis=0)
+    # One all_gather per tensor: the gradient of a nest of them packs the
+    # upstream gradients into one tensor, which fails for mixed ranks.
+    context = tf.distribute.get_replica_context()
+    return tf.nest.map_structure(lambda x: context.all_gather(x, axis=0), values)

@@ -29,6 +29,7 @@ Example:
 """
 
 import contextlib
+import functools
 
 import keras
 
@@ -119,9 +120,7 @@ class Placement:
             keras.distribution.set_distribution(
                 keras.distribution.DataParallel(devices=self.devices))
         elif self.data_parallel:
-            import tensorflow as tf
-
-            self.strategy = tf.distribute.MirroredStrategy(self.devices)
+            self.strategy = _mirrored_strategy(tuple(self.devices))
         return self
 
     def __exit__(self, *exc):
@@ -183,6 +182,15 @@ class Placement:
         if not (self.data_parallel and self.backend == "jax"):
             return callback
         return _PausedCallback(callback, self)
+
+
+@functools.lru_cache(maxsize=None)
+def _mirrored_strategy(devices):
+    """One strategy per set of devices and process: a second one's
+    collective ops clash with the first's (a resumed run, tests)."""
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy(list(devices))
 
 
 class _PausedCallback(keras.callbacks.Callback):

@@ -52,6 +52,10 @@ from mvmr_keras import distribution, losses
 from mvmr_keras.models.projector import Projector
 
 
+def _empty_dict(value):
+    return isinstance(value, dict) and not value
+
+
 @keras.saving.register_keras_serializable(package="mvmr_keras")
 class MVMR(keras.Model):
     """Multi-view, multi-representation self-supervised model.
@@ -213,7 +217,7 @@ class MVMR(keras.Model):
         parts = {"z": z, "z_aug": z_aug, "features": features,
                  "teacher": teacher_embeddings, "teachers": several}
         parts.update(distribution.gather_replicas(
-            {k: v for k, v in parts.items() if v is not None and not (isinstance(v, dict) and not v)}))
+            {k: v for k, v in parts.items() if v is not None and not _empty_dict(v)}))
         return losses.mvmr_loss(
             parts["z"],
             parts["z_aug"],

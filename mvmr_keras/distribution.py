@@ -71,7 +71,8 @@ def validate(config, method_name="mvmr"):
             "or empty for one device"
         )
     if num_devices < 0:
-        raise DistributionError(f"num_devices must be >= 0 (0 = all local devices); got {num_devices}")
+        raise DistributionError(
+            f"num_devices must be >= 0 (0 = all local devices); got {num_devices}")
     if not distribution:
         return 1
     backend = keras.backend.backend()

@@ -70,10 +70,11 @@ def main(num_devices, batch_path, weights_path, out_path):
     with distribution.Placement(config) as placement:
         logs, initial, weights, model = one_step(placement, config, batch, weights_path)
         if num_devices > 1 and keras.backend.backend() == "tensorflow":
-            # The control: the same step with each replica's dCor on its own half.
+            # The control: the same step with each replica's dCor on its own
+            # half (run eagerly: tracing a second step costs 20 s).
             distribution.gather_replicas = lambda values: values
             out["ungathered_log_loss"] = one_step(
-                placement, config, batch, weights_path, run_eagerly=True)[0]["loss"]  # eager: faster
+                placement, config, batch, weights_path, run_eagerly=True)[0]["loss"]
     out.update({f"log_{k}": v for k, v in logs.items()})
     out.update({f"weight_{i}": w for i, w in enumerate(weights)})
     out.update({f"initial_{i}": w for i, w in enumerate(initial)})

@@ -42,6 +42,7 @@ import keras
 import numpy as np
 
 from mvmr_keras import data as data_lib
+from mvmr_keras import distribution as distribution_lib
 from mvmr_keras import callbacks as callbacks_lib
 from mvmr_keras import evaluation, methods, plots, schedules
 from mvmr_keras import workdir as workdir_lib
@@ -172,6 +173,10 @@ def validate_config(config):
             f"{sorted(NORMALIZATION_STATS)}"
         )
     method.validate(config)
+    try:
+        distribution_lib.validate(config, methods.name_of(config))
+    except distribution_lib.DistributionError as e:
+        raise ConfigError(str(e)) from None
     for mode in _after_training_modes(config):
         if mode not in evaluation.MODES:
             raise ConfigError(
@@ -352,56 +357,61 @@ def _train(config, workdir, verbose, log, callbacks):
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
         dataset = dataset.repeat()
 
-    model = method.build_model(steps_per_epoch)
-    method.before_training(model, test[0])
-    model.compile(optimizer=method.build_optimizer(steps_per_epoch))
-    encoder = method.encoder(model)
-    probe_callbacks = evaluation_callbacks(config, probe_train, test)
-    checkpoint = workdir_lib.EpochCheckpoint(
-        workdir, log=log,
-        parts=[workdir_lib.ProbePart(c) for c in probe_callbacks
-               if isinstance(c, callbacks_lib.OnlineLinearProbe)],
-    )
-    done = checkpoint.completed_on_disk()
-    # The untrained encoder, probed first (once per run, before config.json
-    # marks the run as started): the baseline the run must beat.
-    run_path = os.path.join(workdir, "run.json")
-    run_info = workdir_lib.read_json(run_path, {}) if done else {}
-    knn_settings = baselines.knn_settings(config)
-    if "random_init" not in run_info:
-        run_info["random_init"] = baselines.frozen_scores(
-            encoder, probe_train, test, **knn_settings)
-    random_init = run_info["random_init"]
-    random_init_top1 = random_init["linear_probe_top1"]
-    log(f"Linear probe top-1 of the encoder at initialisation: {random_init_top1:.4f}")
-    _save_config(config, workdir)
-    workdir_lib.write_json(run_path, run_info)
-    if done and config.steps_per_epoch:
-        # The repeated stream continues where the completed epochs left it,
-        # so a resumed run sees the batches an uninterrupted one would.
-        dataset = dataset.skip(min(done, config.epochs) * steps_per_epoch)
-
-    if done:
-        log(f"Resuming from {checkpoint.directory}: {done} of {config.epochs} epochs "
-            "already completed.")
-    nan_stopper = StopOnNaNTerm(method.term_names(model))
-    signal_stopper = StopOnSignal()
-    with signal_stopper.install():
-        model.fit(
-            dataset,
-            epochs=config.epochs,
-            steps_per_epoch=steps_per_epoch,
-            verbose=verbose,
-            shuffle=False,  # the dataset reshuffles itself every epoch
-            callbacks=[
-                nan_stopper,
-                *method.callbacks(model),
-                *probe_callbacks,
-                checkpoint,  # after the callbacks that add to the logs
-                signal_stopper,  # after the checkpoint: a finished epoch is kept
-                *callbacks,
-            ],
+    # One device, or data_parallel over several (mvmr_keras/distribution.py).
+    with distribution_lib.Placement(config) as placement:
+        with placement.building():
+            model = method.build_model(steps_per_epoch)
+            model.compile(optimizer=method.build_optimizer(steps_per_epoch))
+        with placement.paused():
+            method.before_training(model, test[0])
+        encoder = method.encoder(model)
+        probe_callbacks = evaluation_callbacks(config, probe_train, test)
+        checkpoint = workdir_lib.EpochCheckpoint(
+            workdir, log=log,
+            parts=[workdir_lib.ProbePart(c) for c in probe_callbacks
+                   if isinstance(c, callbacks_lib.OnlineLinearProbe)],
         )
+        done = checkpoint.completed_on_disk()
+        # The untrained encoder, probed first (once per run, before config.json
+        # marks the run as started): the baseline the run must beat.
+        run_path = os.path.join(workdir, "run.json")
+        run_info = workdir_lib.read_json(run_path, {}) if done else {}
+        knn_settings = baselines.knn_settings(config)
+        if "random_init" not in run_info:
+            with placement.paused():
+                run_info["random_init"] = baselines.frozen_scores(
+                    encoder, probe_train, test, **knn_settings)
+        random_init = run_info["random_init"]
+        random_init_top1 = random_init["linear_probe_top1"]
+        log(f"Linear probe top-1 of the encoder at initialisation: {random_init_top1:.4f}")
+        _save_config(config, workdir)
+        workdir_lib.write_json(run_path, run_info)
+        if done and config.steps_per_epoch:
+            # The repeated stream continues where the completed epochs left it,
+            # so a resumed run sees the batches an uninterrupted one would.
+            dataset = dataset.skip(min(done, config.epochs) * steps_per_epoch)
+
+        if done:
+            log(f"Resuming from {checkpoint.directory}: {done} of {config.epochs} epochs "
+                "already completed.")
+        nan_stopper = StopOnNaNTerm(method.term_names(model))
+        signal_stopper = StopOnSignal()
+        with signal_stopper.install(), placement.fitting(model):
+            model.fit(
+                dataset,
+                epochs=config.epochs,
+                steps_per_epoch=steps_per_epoch,
+                verbose=verbose,
+                shuffle=False,  # the dataset reshuffles itself every epoch
+                callbacks=[
+                    nan_stopper,
+                    *method.callbacks(model),
+                    *map(placement.callback, probe_callbacks),
+                    checkpoint,  # after the callbacks that add to the logs
+                    signal_stopper,  # after the checkpoint: a finished epoch is kept
+                    *callbacks,
+                ],
+            )
     if nan_stopper.bad_term is not None or checkpoint.refused is not None:
         where = (f"epoch {checkpoint.completed} kept in {checkpoint.directory}"
                  if checkpoint.completed else "no epoch had completed")

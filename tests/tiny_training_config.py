@@ -15,5 +15,7 @@ def tiny_config(**overrides):
     config.warmup_epochs = 1
     config.evaluation.epochs = 2  # the linear evaluation after training
     config.evaluation.augmented_passes = 0
+    config.distribution = ""  # one device; tests/test_data_parallel*.py set data_parallel
+    config.num_devices = 0
     config.update(overrides)
     return config

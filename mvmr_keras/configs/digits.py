@@ -75,6 +75,11 @@ def get_config():
     config.weight_decay = 1e-6
     config.warmup_epochs = 1
     config.mixed_precision = ""  # or "mixed_float16", "mixed_bfloat16"
+    # Several devices of one host (README, "Several devices"): "" trains on
+    # one, "data_parallel" splits each batch_size (the global batch) over
+    # num_devices (0 = all local devices; JAX or TensorFlow).
+    config.distribution = ""
+    config.num_devices = 0
     config.seed = 0
     # Evaluation (spec section 8): evaluate.py and the callbacks in training.
     config.evaluation = evaluation = config_dict.ConfigDict()

@@ -46,11 +46,14 @@ a teacher given as `None` brings its embeddings precomputed, in a dict
 
 import re
 
-
 import keras
 
-from mvmr_keras import losses
+from mvmr_keras import distribution, losses
 from mvmr_keras.models.projector import Projector
+
+
+def _empty_dict(value):
+    return isinstance(value, dict) and not value
 
 
 @keras.saving.register_keras_serializable(package="mvmr_keras")
@@ -208,16 +211,23 @@ class MVMR(keras.Model):
                 "The batch carries a third element (a teacher embedding) but "
                 "this MVMR has no teacher term; build it with teacher_weight."
             )
+        # Under a TensorFlow strategy each replica holds a slice of the
+        # batch; distance correlation is not a mean over samples, so every
+        # term is computed on the whole (gathered) batch. No-op otherwise.
+        parts = {"z": z, "z_aug": z_aug, "features": features,
+                 "teacher": teacher_embeddings, "teachers": several}
+        parts.update(distribution.gather_replicas(
+            {k: v for k, v in parts.items() if v is not None and not _empty_dict(v)}))
         return losses.mvmr_loss(
-            z,
-            z_aug,
-            features,
+            parts["z"],
+            parts["z_aug"],
+            parts["features"],
             weights,
             objective=self.representation_objective,
             variance_margin=self.variance_margin,
-            teacher=teacher_embeddings,
+            teacher=parts["teacher"],
             teacher_weight=self.teacher_weight or 0.0,
-            teachers=several,
+            teachers=parts["teachers"],
             teacher_weights=self.teacher_weights,
         )
 
@@ -270,7 +280,11 @@ class MVMR(keras.Model):
                                    teacher_embeddings=sample_weight)
         for tracker in self.term_trackers:
             tracker.update_state(terms[tracker.name])
-        return terms["loss"]
+        # Every replica holds the same whole-batch loss; the all-gather's
+        # gradient and the optimiser each sum over replicas, so dividing by
+        # their number gives the one-device gradient (and Keras's loss
+        # tracker multiplies back: the logged loss is the true one).
+        return terms["loss"] / distribution.replicas_in_sync()
 
     def get_config(self):
         config = super().get_config()

@@ -1,11 +1,48 @@
 #!/usr/bin/env bash
 # Runs the test suite once per Keras backend; fails if any backend fails.
 # Extra arguments go to pytest (e.g. tests/test_losses.py -x).
+#
+# The three backends run side by side (TEST_JOBS=1 runs them one after
+# another): much of a test's time is single-threaded Python and compilation,
+# so on CI's 2 cores this takes ~2/3 of the sequential time. Each backend's
+# output is kept in a log and printed whole when it ends.
 set -u
 cd "$(dirname "$0")/.."
-status=0
-for backend in tensorflow jax torch; do
-  echo "=== KERAS_BACKEND=${backend}"
-  KERAS_BACKEND="${backend}" python -m pytest "$@" || status=1
+backends=(tensorflow jax torch)
+if [ "${TEST_JOBS:-3}" = 1 ]; then
+  status=0
+  for backend in "${backends[@]}"; do
+    echo "=== KERAS_BACKEND=${backend}"
+    KERAS_BACKEND="${backend}" python -m pytest "$@" || status=1
+  done
+  exit "${status}"
+fi
+
+logs="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "${logs}"' EXIT
+declare -A pids
+for backend in "${backends[@]}"; do
+  KERAS_BACKEND="${backend}" python -m pytest "$@" > "${logs}/${backend}.log" 2>&1 &
+  pids[${backend}]=$!
 done
+status=0
+remaining=("${backends[@]}")
+# Print each backend's log as soon as it finishes, in finishing order.
+while [ "${#remaining[@]}" -gt 0 ]; do
+  still=()
+  for backend in "${remaining[@]}"; do
+    if kill -0 "${pids[${backend}]}" 2>/dev/null; then
+      still+=("${backend}")
+      continue
+    fi
+    wait "${pids[${backend}]}"
+    rc=$?
+    echo "=== KERAS_BACKEND=${backend} (exit ${rc})"
+    cat "${logs}/${backend}.log"
+    [ "${rc}" = 0 ] || status=1
+  done
+  remaining=("${still[@]+"${still[@]}"}")
+  [ "${#remaining[@]}" -gt 0 ] && sleep 5
+done
+echo "=== all backends: $([ "${status}" = 0 ] && echo passed || echo FAILED)"
 exit "${status}"

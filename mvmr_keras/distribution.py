@@ -82,6 +82,12 @@ def validate(config, method_name="mvmr"):
             "(Keras has no torch distribution); use KERAS_BACKEND=jax or "
             "KERAS_BACKEND=tensorflow"
         )
+    if backend == "tensorflow" and (get("gradient_accumulation_steps", 1) or 1) > 1:
+        # Keras's accumulation puts the replicas' all-reduce inside a
+        # tf.cond, which MirroredStrategy cannot trace (keras-team/keras#20582).
+        raise DistributionError(
+            "gradient_accumulation_steps > 1 with data_parallel does not run on TensorFlow "
+            "(keras-team/keras#20582); use KERAS_BACKEND=jax or a larger batch_size")
     if method_name != "mvmr":
         raise DistributionError("data_parallel is supported for mvmr only for now")
     available = len(local_devices())

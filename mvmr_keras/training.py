@@ -162,6 +162,18 @@ def validate_config(config):
             raise ConfigError(f"{field} must be a finite number; got {c[field]}")
     if c["learning_rate"] <= 0:
         raise ConfigError(f"learning_rate must be > 0; got {c['learning_rate']}")
+    accumulation = c.get("gradient_accumulation_steps", 1)
+    if accumulation is not None and (not isinstance(accumulation, int) or accumulation < 1):
+        raise ConfigError(
+            f"gradient_accumulation_steps must be an integer >= 1 (1 = off); got {accumulation!r}")
+    if (c.get("lr_scaling") or "") not in schedules.LR_SCALINGS:
+        raise ConfigError(
+            f"unknown lr_scaling {c['lr_scaling']!r}; available: 'linear', 'sqrt' or empty "
+            "for none")
+    if c.get("lr_scaling") and not (c.get("base_batch_size") or 0) >= 1:
+        raise ConfigError(
+            f"lr_scaling {c['lr_scaling']!r} needs base_batch_size >= 1 (the batch the "
+            f"learning_rate is given for); got {c.get('base_batch_size')!r}")
     if c["mixed_precision"] not in MIXED_PRECISION_POLICIES:
         raise ConfigError(
             f"unknown mixed_precision {c['mixed_precision']!r}; available: "
@@ -356,6 +368,18 @@ def _train(config, workdir, verbose, log, callbacks):
     if config.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
         dataset = dataset.repeat()
+    accumulation = schedules.gradient_accumulation_steps(config)
+    if accumulation > steps_per_epoch * config.epochs:
+        raise ConfigError(
+            f"gradient_accumulation_steps {accumulation} is more than the run's "
+            f"{steps_per_epoch * config.epochs} batches: the weights would never be updated")
+    if accumulation > 1 or config.get("lr_scaling"):
+        scaling = config.get("lr_scaling")
+        log(f"Effective batch {schedules.effective_batch_size(config)} "
+            f"({config.batch_size} x {accumulation} accumulated); peak learning rate "
+            f"{schedules.scaled_learning_rate(config):.4g}"
+            + (f" ({scaling} scaling of {config.learning_rate:g} from batch "
+               f"{config.base_batch_size})" if scaling else ""))
 
     # One device, or data_parallel over several (mvmr_keras/distribution.py).
     with distribution_lib.Placement(config) as placement:

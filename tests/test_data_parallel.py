@@ -136,6 +136,11 @@ def test_config_errors_are_one_line(monkeypatch):
     assert error(distribution="data_parallel") == (
         "batch_size 16 is not divisible by the 3 replicas")
     training.validate_config(tiny_config(distribution="data_parallel", num_devices=2))
+    accumulating = dict(distribution="data_parallel", num_devices=2, gradient_accumulation_steps=2)
+    if BACKEND == "tensorflow":
+        assert "keras-team/keras#20582" in error(**accumulating)
+    else:  # JAX: one SPMD step, accumulation included
+        training.validate_config(tiny_config(**accumulating))
     dino = dino_digits.get_config()
     dino.distribution = "data_parallel"
     with pytest.raises(training.ConfigError, match="supported for mvmr only for now"):

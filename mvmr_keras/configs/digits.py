@@ -75,6 +75,15 @@ def get_config():
     config.weight_decay = 1e-6
     config.warmup_epochs = 1
     config.mixed_precision = ""  # or "mixed_float16", "mixed_bfloat16"
+    # One update per gradient_accumulation_steps batches, from their averaged
+    # gradients (1 = off). Each batch's loss, every distance correlation
+    # included, is computed over that batch (the micro-batch of batch_size
+    # images), not over the effective batch: dCor is not a mean over samples.
+    config.gradient_accumulation_steps = 1
+    # learning_rate is for base_batch_size images per update; "linear" or
+    # "sqrt" scales it to the effective batch (batch_size x accumulation).
+    config.lr_scaling = ""
+    config.base_batch_size = 256
     # Several devices of one host (README, "Several devices"): "" trains on
     # one, "data_parallel" splits each batch_size (the global batch) over
     # num_devices (0 = all local devices; JAX or TensorFlow).

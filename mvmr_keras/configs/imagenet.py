@@ -2,7 +2,8 @@
 
 ResNet50 at 224 px with the standard 7x7 stem, 8192-8192-8192 projector,
 the reference representation set, batch 256, Adam lr 1e-4 with weight
-decay 1e-6, 10 warm-up epochs then cosine to 1e-6, float16. The original
+decay 1e-6, 10 warm-up epochs then cosine to 1e-6, float16, gradients
+accumulated over 8 batches (effective batch 2048). The original
 view is the validation transform (resize 256, centre crop 224); the
 augmented view uses the custom policy. ImageNet needs a manual download:
 see the README. Spec section 7 gives no ImageNet SSL epoch count; the
@@ -21,4 +22,7 @@ def get_config():
     config.image_size = 224
     config.small_kernel_stem = False
     config.normalization = "imagenet"
+    # The authors' ImageNet run updated once per 8 batches of 256 (an
+    # effective batch of 2048); each dCor is over one batch of 256.
+    config.gradient_accumulation_steps = 8
     return config

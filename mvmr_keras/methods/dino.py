@@ -76,6 +76,10 @@ class DINOMethod(Method):
                 f"the config's dino block lacks {', '.join(missing)}; derive it from "
                 f"{cls.example_config}")
         d = c["dino"]
+        if (c.get("gradient_accumulation_steps") or 1) > 1:
+            raise ConfigError(
+                "gradient_accumulation_steps > 1 is not supported for dino: its EMA teacher, "
+                "centre and weight-decay schedule move every batch; use a smaller batch_size")
         if c["optimizer"] not in OPTIMIZERS:
             raise ConfigError(
                 f"unknown optimizer {c['optimizer']!r} for dino; available: {list(OPTIMIZERS)}")

@@ -121,9 +121,13 @@ class MVMRMethod(Method):
             "adam": keras.optimizers.Adam,
             "adamw": keras.optimizers.AdamW,
         }[config.optimizer]
+        accumulation = schedules.gradient_accumulation_steps(config)
         return optimizer_class(
             learning_rate=schedules.learning_rate_schedule(config, steps_per_epoch),
             weight_decay=config.weight_decay or None,
+            # Keras averages the gradients of this many batches into one
+            # update; each batch's loss (every dCor) is its own.
+            gradient_accumulation_steps=accumulation if accumulation > 1 else None,
         )
 
     def before_training(self, model, heldout_images):

@@ -15,6 +15,15 @@ devices (0 = all of them) with the engine's own machinery:
   switched to `synchronized=True` during `fit` (`Placement`).
 - PyTorch: Keras has no torch distribution; `validate` refuses.
 
+Several hosts (JAX only): every process runs the same program after
+`initialize_processes` (the coordinator's address, the number of processes,
+this process's id; `keras.distribution.initialize`). `DataParallel` then
+spans the devices of all processes, Keras gives each process its own slice
+of every global batch, and everything else (evaluation included) runs in
+lockstep on every process; only process 0 writes the workdir (`is_chief`).
+TensorFlow's multi-worker strategy does not run under Keras 3
+(keras-team/keras#20585), so several TensorFlow workers are refused.
+
 Every TensorFlow call is imported inside the function that needs it, so
 importing this module (as `models.mvmr` does) never imports TensorFlow.
 
@@ -30,6 +39,8 @@ Example:
 
 import contextlib
 import functools
+import json
+import os
 
 import keras
 
@@ -59,6 +70,71 @@ def local_devices():
     return []
 
 
+PROCESS_ENVIRONMENT = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                       "KERAS_DISTRIBUTION_PROCESS_ID")
+
+
+def initialize_processes(coordinator_address=None, num_processes=None, process_id=None):
+    """Joins a job of several processes (one per host, or several on one
+    host) before anything else runs; arguments left `None` come from
+    Keras's environment variables (`PROCESS_ENVIRONMENT`). Returns the
+    number of processes (1: nothing to join). Raises `DistributionError`
+    (one line) where it cannot run."""
+    env = os.environ
+    if coordinator_address is None:
+        coordinator_address = env.get(PROCESS_ENVIRONMENT[0]) or None
+    if num_processes is None:
+        num_processes = int(env.get(PROCESS_ENVIRONMENT[1]) or 1)
+    if process_id is None and env.get(PROCESS_ENVIRONMENT[2]):
+        process_id = int(env[PROCESS_ENVIRONMENT[2]])
+    backend = keras.backend.backend()
+    if backend == "tensorflow" and _tf_config_workers() > 1:
+        num_processes = max(num_processes, _tf_config_workers())
+    if num_processes <= 1:
+        return 1
+    if backend != "jax":
+        raise DistributionError(
+            f"several processes are not available on the {backend} backend (Keras 3 does not "
+            "run TensorFlow's MultiWorkerMirroredStrategy, keras-team/keras#20585); "
+            "use KERAS_BACKEND=jax")
+    if not coordinator_address or process_id is None or not 0 <= process_id < num_processes:
+        raise DistributionError(
+            f"{num_processes} processes need the coordinator's HOST:PORT and this process's "
+            f"id in [0, {num_processes}); got {coordinator_address!r} and {process_id!r}")
+    keras.distribution.initialize(coordinator_address, num_processes, process_id)
+    return num_processes
+
+
+def _tf_config_workers():
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    except ValueError:
+        return 0
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def process_count():
+    """Processes in this job (1 unless `initialize_processes` joined more)."""
+    if keras.backend.backend() != "jax":
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
+def process_index():
+    if keras.backend.backend() != "jax":
+        return 0
+    import jax
+
+    return jax.process_index()
+
+
+def is_chief():
+    """Whether this process writes the workdir (process 0)."""
+    return process_index() == 0
+
+
 def validate(config, method_name="mvmr"):
     """Raises `DistributionError` with one line for a distribution that
     cannot run; returns the number of replicas (1 without distribution)."""
@@ -74,6 +150,10 @@ def validate(config, method_name="mvmr"):
         raise DistributionError(
             f"num_devices must be >= 0 (0 = all local devices); got {num_devices}")
     if not distribution:
+        if process_count() > 1:
+            raise DistributionError(
+                f"this job has {process_count()} processes: set "
+                "--config.distribution=data_parallel (else each would train alone)")
         return 1
     backend = keras.backend.backend()
     if backend not in ("jax", "tensorflow"):

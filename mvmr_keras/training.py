@@ -36,6 +36,7 @@ import json
 import math
 import os
 import signal
+import tempfile
 import threading
 
 import keras
@@ -50,6 +51,7 @@ from mvmr_keras.evaluation import baselines
 from mvmr_keras.methods import ConfigError  # noqa: F401 (training.ConfigError)
 from mvmr_keras.models import BACKBONES
 from mvmr_keras.models.encoder import NORMALIZATION_STATS
+from mvmr_keras.teachers import distillation
 
 # The fields every method needs; each method adds its own
 # (`methods.<name>.METHOD.required_fields`).
@@ -189,6 +191,12 @@ def validate_config(config):
         distribution_lib.validate(config, methods.name_of(config))
     except distribution_lib.DistributionError as e:
         raise ConfigError(str(e)) from None
+    teacher = c.get("teacher") or {}
+    if (distribution_lib.process_count() > 1 and distillation.enabled(config)
+            and teacher.get("use_cache", True)):
+        raise ConfigError(
+            "a teacher's embedding cache is not written by several processes yet; set "
+            "--config.teacher.use_cache=False (the teacher then runs in every step)")
     for mode in _after_training_modes(config):
         if mode not in evaluation.MODES:
             raise ConfigError(
@@ -328,7 +336,8 @@ def train(config, workdir, verbose="auto", log=print, callbacks=()):
     validate_config(config)
     lock = workdir_lib.WorkdirLock(workdir, log=log)
     try:
-        lock.acquire()
+        if distribution_lib.is_chief():  # the others of a job only read it
+            lock.acquire()
     except workdir_lib.WorkdirError as e:
         raise ConfigError(str(e)) from None
     previous_policy = keras.config.dtype_policy()
@@ -353,6 +362,11 @@ def _silent(*args):
 
 def _train(config, workdir, verbose, log, callbacks):
     keras.utils.set_random_seed(config.seed)
+    # In a job of several processes every one runs all of this in lockstep
+    # (each step's collectives need them all); only the first writes.
+    chief = distribution_lib.is_chief()
+    if not chief:
+        log, verbose = _silent, 0
     method = methods.create(config, log=log)
 
     train_images, num_train_images = load_train_stream(config)
@@ -391,7 +405,7 @@ def _train(config, workdir, verbose, log, callbacks):
         encoder = method.encoder(model)
         probe_callbacks = evaluation_callbacks(config, probe_train, test)
         checkpoint = workdir_lib.EpochCheckpoint(
-            workdir, log=log,
+            workdir, log=log, write=chief,
             parts=[workdir_lib.ProbePart(c) for c in probe_callbacks
                    if isinstance(c, callbacks_lib.OnlineLinearProbe)],
         )
@@ -408,8 +422,9 @@ def _train(config, workdir, verbose, log, callbacks):
         random_init = run_info["random_init"]
         random_init_top1 = random_init["linear_probe_top1"]
         log(f"Linear probe top-1 of the encoder at initialisation: {random_init_top1:.4f}")
-        _save_config(config, workdir)
-        workdir_lib.write_json(run_path, run_info)
+        if chief:
+            _save_config(config, workdir)
+            workdir_lib.write_json(run_path, run_info)
         if done and config.steps_per_epoch:
             # The repeated stream continues where the completed epochs left it,
             # so a resumed run sees the batches an uninterrupted one would.
@@ -458,14 +473,19 @@ def _train(config, workdir, verbose, log, callbacks):
             "encoder.keras not written"
         )
     for name, what in method.saved_models(model).items():
-        with workdir_lib.atomic_path(os.path.join(workdir, name)) as tmp:
-            what.save(tmp)
+        if chief:
+            with workdir_lib.atomic_path(os.path.join(workdir, name)) as tmp:
+                what.save(tmp)
+        else:  # fetching the variables is a step every process takes together
+            with tempfile.TemporaryDirectory(prefix="mvmr-save-") as scratch:
+                what.save(os.path.join(scratch, name))
     sessions = checkpoint.state.get("sessions", [])
     backends = list(dict.fromkeys(s["backend"] for s in sessions if s.get("train_seconds")))
     if "pixels" not in run_info:  # once per run: minutes on 60,000 images, and never changes
         run_info["pixels"] = baselines.pixel_scores(
             probe_train, test, config.image_size, config.normalization, **knn_settings)
-        workdir_lib.write_json(run_path, run_info)
+        if chief:
+            workdir_lib.write_json(run_path, run_info)
     results = baselines.flat_results(
         baselines.frozen_scores(encoder, probe_train, test, **knn_settings),
         random_init,
@@ -478,6 +498,11 @@ def _train(config, workdir, verbose, log, callbacks):
         "train_seconds_per_session": [round(s.get("train_seconds", 0), 1) for s in sessions],
         "final_logs": {k: v[-1] for k, v in checkpoint.history.items()},
     })
+    if not chief:
+        # The model's last computations across processes are done: the
+        # first process alone plots, evaluates from encoder.keras and writes.
+        results.update(method.results(model, test[0]))
+        return results
     with workdir_lib.atomic_path(os.path.join(workdir, "curves.png")) as tmp:
         plots.plot_curves(checkpoint.history, tmp, baselines.reference_lines(results))
     for mode in _after_training_modes(config):

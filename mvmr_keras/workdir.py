@@ -36,6 +36,7 @@ import math
 import os
 import shutil
 import socket
+import tempfile
 import time
 
 import keras
@@ -310,15 +311,22 @@ class EpochCheckpoint(keras.callbacks.Callback):
         keep: complete checkpoints kept (the newest ones).
         tensorboard: write per-epoch TensorBoard scalars.
         log: where the one-line messages go.
+        write: `False` for every process but the first of a job of several
+            (`distribution.is_chief`): it restores from the workdir and keeps
+            the same bookkeeping, but writes nothing there. It still saves
+            each epoch, into a scratch folder it then deletes: under JAX,
+            fetching the variables is a step all processes take together.
 
     After `fit`, `refused` holds why the last epoch was not saved (or None),
     `completed` the number of completed epochs, `state` the saved metadata
     (`sessions`: backend and training seconds of every session).
     """
 
-    def __init__(self, workdir, parts=(), monitor=None, keep=2, tensorboard=True, log=print):
+    def __init__(self, workdir, parts=(), monitor=None, keep=2, tensorboard=True, log=print,
+                 write=True):
         super().__init__()
         self.workdir = workdir
+        self.write = write
         self.directory = os.path.join(workdir, CHECKPOINTS)
         self.parts = list(parts)
         self.monitor = monitor
@@ -419,7 +427,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self._model._initial_epoch = done
         # Brings history.json and TensorBoard back to the checkpoint: writes
         # what a kill left out, drops epochs of a checkpoint that was unusable.
-        self._publish(done, during_save=False)
+        if self.write:
+            self._publish(done, during_save=False)
         self._session = {"backend": keras.backend.backend(), "train_seconds": 0.0}
         self.state.setdefault("sessions", []).append(self._session)
 
@@ -464,9 +473,16 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self._session["train_seconds"] = round(
             self._session["train_seconds"] + time.time() - self._epoch_start, 3)
         state = dict(self.state, epoch=completed, backend=keras.backend.backend())
-        self._commit(completed, history, state)
+        if self.write:
+            self._commit(completed, history, state)
+        else:
+            with tempfile.TemporaryDirectory(prefix="mvmr-checkpoint-") as scratch:
+                self.model.save_weights(os.path.join(scratch, WEIGHTS_FILE))
+                for part in self.parts:
+                    part.save(scratch)
         self.history, self.state, self.completed = history, state, completed
-        self._publish(completed)
+        if self.write:
+            self._publish(completed)
 
     def _commit(self, epoch, history, state):
         os.makedirs(self.directory, exist_ok=True)

@@ -5,7 +5,9 @@
 `--config` is a config file or the name of a shipped one (default:
 `digits`); any field can be overridden. The backend is Keras's:
 `KERAS_BACKEND=jax mvmr-train ...`. Re-running the same command after an
-interruption resumes from the last completed epoch. Errors are one line on
+interruption resumes from the last completed epoch. A job of several
+processes (hosts) runs this command once per process with
+`--coordinator_address`, `--num_processes` and `--process_id`. Errors are one line on
 stderr and a non-zero exit (130 after Ctrl-C, 143 after SIGTERM: both
 stop at the next step).
 """
@@ -26,11 +28,28 @@ def main(argv=None):
     config_flag = cli.define_config_flag()
     workdir_flag = flags.DEFINE_string("workdir", None, "Directory for all outputs.",
                                        required=True)
+    # A job of several processes (JAX; README, "Several devices"): every
+    # process runs the same command with its own --process_id.
+    coordinator_flag = flags.DEFINE_string(
+        "coordinator_address", None,
+        "HOST:PORT of process 0 of a multi-process job (default: "
+        "$KERAS_DISTRIBUTION_JOB_ADDRESSES).")
+    processes_flag = flags.DEFINE_integer(
+        "num_processes", None,
+        "Processes in the job (default: $KERAS_DISTRIBUTION_NUM_PROCESSES, else 1).")
+    process_id_flag = flags.DEFINE_integer(
+        "process_id", None,
+        "This process's id in [0, num_processes) (default: $KERAS_DISTRIBUTION_PROCESS_ID).")
 
     def run(args):
         config = cli.config_value(config_flag, args)
-        from mvmr_keras import training
+        from mvmr_keras import distribution, training
 
+        try:
+            distribution.initialize_processes(
+                coordinator_flag.value, processes_flag.value, process_id_flag.value)
+        except distribution.DistributionError as e:
+            sys.exit(f"error: {e}")
         try:
             training.train(config, workdir_flag.value)
         except (training.ConfigError, training.TrainingDiverged) as e:

@@ -114,6 +114,10 @@ def get_config():
     # --mode=knn (and KNNMonitor).
     evaluation.knn_k = 20
     evaluation.knn_temperature = 0.07
+    # evaluate.py --mode=knn holds the train split's features in memory as
+    # the bank: cap it for splits larger than memory (a fixed random subset;
+    # 0 = all). ImageNet's full bank is 1.28 M x 2048 float32 = 10 GB.
+    evaluation.knn_bank_size = 0
     # --mode=embedding: test images in the 2-D map (t-SNE).
     evaluation.embedding_points = 2000
     # --mode=finetune: encoder + head on a class-balanced label fraction.

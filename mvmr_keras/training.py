@@ -301,10 +301,13 @@ def _save_config(config, workdir):
 
 def load_split(config, split):
     """A labelled split in memory, every image resized (and centre-cropped
-    when not square) to `image_size`, as `data.views`' original view."""
+    when not square) to `image_size`, as `data.views`' original view; at
+    most `evaluation.max_probe_images` of it (evenly spread) when set: the
+    online probe, kNN monitor and baselines during training hold it."""
+    max_images = (config.get("evaluation") or {}).get("max_probe_images") or None
     try:
         return data_lib.load_numpy(config.dataset, split, data_dir=config.data_dir or None,
-                                   image_size=config.image_size)
+                                   image_size=config.image_size, max_images=max_images)
     except (data_lib.DatasetNotFoundError, FileNotFoundError, ValueError) as e:
         raise ConfigError(_one_line(e)) from None
 
@@ -492,6 +495,8 @@ def _train(config, workdir, verbose, log, callbacks):
         run_info["pixels"],
     )
     results.update({
+        # Images the scores above come from (fewer with evaluation.max_probe_images).
+        "probe_images": {"train": len(probe_train[1]), "test": len(test[1])},
         "backend": "+".join(backends) or keras.backend.backend(),
         "epochs": config.epochs,
         "train_seconds": round(sum(s.get("train_seconds", 0) for s in sessions), 1),

@@ -284,6 +284,7 @@ def _check_workdir(config, workdir):
         with open(path) as f:
             previous = json.load(f)
         current = json.loads(json.dumps(_config_dict(config)))
+        _fill_added_fields(previous, current)
         changed = sorted(
             k for k in set(previous) | set(current) if previous.get(k) != current.get(k)
         )
@@ -292,6 +293,32 @@ def _check_workdir(config, workdir):
                 f"workdir {workdir} holds a run with a different config "
                 f"(fields {', '.join(changed)}); use a new --workdir or the same config"
             )
+
+
+# Fields added to the configs after runs were started, with the value that
+# means what those runs did: a run saved without them resumes under a config
+# that has them at that value.
+ADDED_FIELDS = {
+    ("gradient_accumulation_steps",): 1,
+    ("lr_scaling",): "",
+    ("base_batch_size",): 256,
+    ("evaluation", "max_probe_images"): 0,
+    ("evaluation", "knn_bank_size"): 0,
+}
+
+
+def _fill_added_fields(previous, current):
+    """Gives `previous` (a saved config.json) the `ADDED_FIELDS` it lacks,
+    where `current` has them at their neutral value."""
+    for path, neutral in ADDED_FIELDS.items():
+        saved, now = previous, current
+        for key in path[:-1]:
+            saved, now = saved.get(key), now.get(key)
+            if not isinstance(saved, dict) or not isinstance(now, dict):
+                break
+        else:
+            if path[-1] not in saved and now.get(path[-1], neutral) == neutral:
+                saved[path[-1]] = now.get(path[-1], neutral)
 
 
 def _save_config(config, workdir):

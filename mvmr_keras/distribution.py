@@ -1,4 +1,4 @@
-"""Training on several devices of one host: `config.distribution`.
+"""Training on several devices and hosts: `config.distribution`.
 
 `distribution = ""` trains on one device; `"data_parallel"` splits every
 global batch (`config.batch_size`) evenly over `config.num_devices` local

@@ -284,6 +284,7 @@ def _check_workdir(config, workdir):
         with open(path) as f:
             previous = json.load(f)
         current = json.loads(json.dumps(_config_dict(config)))
+        _fill_added_fields(previous, current)
         changed = sorted(
             k for k in set(previous) | set(current) if previous.get(k) != current.get(k)
         )
@@ -294,6 +295,32 @@ def _check_workdir(config, workdir):
             )
 
 
+# Fields added to the configs after runs were started, with the value that
+# means what those runs did: a run saved without them resumes under a config
+# that has them at that value.
+ADDED_FIELDS = {
+    ("gradient_accumulation_steps",): 1,
+    ("lr_scaling",): "",
+    ("base_batch_size",): 256,
+    ("evaluation", "max_probe_images"): 0,
+    ("evaluation", "knn_bank_size"): 0,
+}
+
+
+def _fill_added_fields(previous, current):
+    """Gives `previous` (a saved config.json) the `ADDED_FIELDS` it lacks,
+    where `current` has them at their neutral value."""
+    for path, neutral in ADDED_FIELDS.items():
+        saved, now = previous, current
+        for key in path[:-1]:
+            saved, now = saved.get(key), now.get(key)
+            if not isinstance(saved, dict) or not isinstance(now, dict):
+                break
+        else:
+            if path[-1] not in saved and now.get(path[-1], neutral) == neutral:
+                saved[path[-1]] = now.get(path[-1], neutral)
+
+
 def _save_config(config, workdir):
     os.makedirs(workdir, exist_ok=True)
     workdir_lib.write_json(os.path.join(workdir, "config.json"), _config_dict(config))
@@ -301,10 +328,13 @@ def _save_config(config, workdir):
 
 def load_split(config, split):
     """A labelled split in memory, every image resized (and centre-cropped
-    when not square) to `image_size`, as `data.views`' original view."""
+    when not square) to `image_size`, as `data.views`' original view; at
+    most `evaluation.max_probe_images` of it (evenly spread) when set: the
+    online probe, kNN monitor and baselines during training hold it."""
+    max_images = (config.get("evaluation") or {}).get("max_probe_images") or None
     try:
         return data_lib.load_numpy(config.dataset, split, data_dir=config.data_dir or None,
-                                   image_size=config.image_size)
+                                   image_size=config.image_size, max_images=max_images)
     except (data_lib.DatasetNotFoundError, FileNotFoundError, ValueError) as e:
         raise ConfigError(_one_line(e)) from None
 
@@ -492,6 +522,8 @@ def _train(config, workdir, verbose, log, callbacks):
         run_info["pixels"],
     )
     results.update({
+        # Images the scores above come from (fewer with evaluation.max_probe_images).
+        "probe_images": {"train": len(probe_train[1]), "test": len(test[1])},
         "backend": "+".join(backends) or keras.backend.backend(),
         "epochs": config.epochs,
         "train_seconds": round(sum(s.get("train_seconds", 0) for s in sessions), 1),

@@ -103,6 +103,24 @@ def test_workdir_with_another_config_is_refused(tmp_path):
         training.train(tiny_config(epochs=1, learning_rate=0.5), str(tmp_path), verbose=0, log=_quiet)
 
 
+def test_a_run_saved_before_fields_were_added_resumes_when_they_are_neutral(tmp_path):
+    # config.json of a run started before gradient accumulation, lr scaling
+    # and the evaluation caps existed.
+    saved = tiny_config().to_dict()
+    for field in ("gradient_accumulation_steps", "lr_scaling", "base_batch_size"):
+        del saved[field]
+    del saved["evaluation"]["max_probe_images"], saved["evaluation"]["knn_bank_size"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    training._check_workdir(tiny_config(), str(tmp_path))  # the same run: no error
+    with pytest.raises(training.ConfigError, match="different config .fields "
+                       "gradient_accumulation_steps"):
+        training._check_workdir(tiny_config(gradient_accumulation_steps=2), str(tmp_path))
+    changed = tiny_config()
+    changed.evaluation.max_probe_images = 100
+    with pytest.raises(training.ConfigError, match=r"fields evaluation\)"):
+        training._check_workdir(changed, str(tmp_path))
+
+
 @representations.register("nan_for_test")
 class _NaNRepresentation(representations.Representation):
     def call(self, images):

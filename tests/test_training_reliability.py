@@ -157,10 +157,14 @@ def test_folders_of_any_size_load_at_image_size(tmp_path, sizes):
 
 
 def test_digits_train_at_another_image_size(tmp_path):
-    results = training.train(_fast(epochs=1, image_size=48), str(tmp_path), verbose=0, log=_quiet)
+    # ...monitored on 300 of each split (evaluation.max_probe_images).
+    config = _fast(epochs=1, image_size=48)
+    config.evaluation.max_probe_images = 300
+    results = training.train(config, str(tmp_path), verbose=0, log=_quiet)
     encoder = keras.saving.load_model(str(tmp_path / "encoder.keras"))
     assert tuple(encoder.input.shape[1:]) == (48, 48, 3)
     assert 0 <= results["linear_probe_top1"] <= 1
+    assert results["probe_images"] == {"train": 300, "test": 300}
 
 
 # 5. A run that fails during setup leaves the workdir free.

@@ -93,6 +93,11 @@ def get_config():
     # Evaluation (spec section 8): evaluate.py and the callbacks in training.
     config.evaluation = evaluation = config_dict.ConfigDict()
     evaluation.online_probe = True  # OnlineLinearProbe during training
+    # The online probe, kNN monitor and the random-init and raw-pixel
+    # baselines during training hold the probe and test splits in memory:
+    # at most this many images of each (evenly spread; 0 = all).
+    # evaluate.py always streams whole splits.
+    evaluation.max_probe_images = 0
     # The reference's 1e-4 suits 1000 epochs; digits trains for ~110 steps,
     # in which it reached only 0.36 top-1 (kNN on the same features: 0.81).
     evaluation.online_probe_learning_rate = 1e-3
@@ -114,6 +119,10 @@ def get_config():
     # --mode=knn (and KNNMonitor).
     evaluation.knn_k = 20
     evaluation.knn_temperature = 0.07
+    # evaluate.py --mode=knn holds the train split's features in memory as
+    # the bank: cap it for splits larger than memory (a fixed random subset;
+    # 0 = all). ImageNet's full bank is 1.28 M x 2048 float32 = 10 GB.
+    evaluation.knn_bank_size = 0
     # --mode=embedding: test images in the 2-D map (t-SNE).
     evaluation.embedding_points = 2000
     # --mode=finetune: encoder + head on a class-balanced label fraction.

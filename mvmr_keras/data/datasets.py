@@ -217,25 +217,52 @@ def _fashion_mnist_from_debian(name):
     return name == "fashion_mnist" and fashion_mnist.debian_available(fashion_mnist.DEBIAN_DIR)
 
 
-def load_numpy(name, split, data_dir=None, image_size=None):
+def _spread(count, max_images):
+    """Indices of at most `max_images` of `count` images, evenly spread."""
+    if not max_images or count <= max_images:
+        return slice(None)
+    return np.linspace(0, count - 1, max_images).round().astype("int64")
+
+
+def load_numpy(name, split, data_dir=None, image_size=None, max_images=None):
     """A whole split in memory: `(uint8 (N, H, W, 3) images, labels)`,
     labels int32 (float32 multi-hot for `voc2007`). Without `image_size`
     the images must share one size; with it every image is resized (and a
     non-square one centre-cropped) to `image_size` square, as the original
-    view of `views` does, so folders of mixed sizes load too."""
+    view of `views` does, so folders of mixed sizes load too.
+
+    `max_images` keeps at most that many, evenly spread over the split (a
+    fixed subset; ImageNet's whole train split is 190 GB at 224 px): the
+    split streams through once and only those are kept."""
     if name == "digits":  # no TensorFlow needed at the bundled size
         _check_split(name, split)
         images, labels = load_digits(split)
+        keep = _spread(len(images), max_images)
+        images, labels = images[keep], labels[keep]
         if image_size is None or images.shape[1:3] == (image_size, image_size):
             return images, labels
         return _resized(images, image_size), labels
     if _fashion_mnist_from_debian(name):  # nor here, at the files' size
         _check_split(name, split)
         images, labels = fashion_mnist.load_fashion_mnist(split, fashion_mnist.DEBIAN_DIR)
+        keep = _spread(len(images), max_images)
+        images, labels = images[keep], labels[keep]
         if image_size is None or images.shape[1:3] == (image_size, image_size):
             return images, labels
         return _resized(images, image_size), labels
     ds = load(name, split, data_dir)
+    if max_images:
+        count = int(ds.cardinality())
+        if count < 0:  # unknown (a filtered folder): count the files' entries once
+            count = int(ds.reduce(0, lambda n, _: n + 1))
+        keep = _spread(count, max_images)
+        if not isinstance(keep, slice):
+            import tensorflow as tf
+
+            wanted = tf.constant(np.isin(np.arange(count), keep))
+            ds = (ds.enumerate()
+                  .filter(lambda i, element: tf.gather(wanted, i))
+                  .map(lambda i, element: element))
     if image_size is not None:
         import tensorflow as tf
 

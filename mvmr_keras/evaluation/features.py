@@ -2,8 +2,9 @@
 
 Evaluations of a frozen encoder never need its features twice for the same
 view: `compute_features` runs the encoder in inference mode over a split
-(optionally augmented, or ten-cropped) and returns NumPy arrays that the
-classifiers then train on for as many epochs as they like.
+(optionally augmented, or ten-cropped) and returns NumPy arrays, or
+`FeatureFile`s on disk for splits larger than memory, that the classifiers
+then train on for as many epochs as they like.
 
 Example:
 
@@ -85,20 +86,25 @@ def _num_batches(dataset, batch_size):
 
 
 def compute_features(encoder, dataset, image_size, batch_size=256, augment=None,
-                     ten_crop=False, verbose=0, description="features"):
+                     ten_crop=False, verbose=0, description="features", path=None):
     """Features `(N, D)` float32 and labels of a `(image, label)` dataset.
 
     The encoder runs in inference mode (`predict_on_batch`: no gradients,
     BatchNorm uses its moving statistics). With `ten_crop`, each image's
     feature is the mean over its ten crops: for a linear classifier that
-    is exactly the mean of the ten crops' logits.
+    is exactly the mean of the ten crops' logits. The images stream
+    through; with `path`, so do the features: they are written there and
+    returned as a `FeatureFile` (read by rows), else as one array.
     """
+    from mvmr_keras.evaluation.feature_file import FeatureFile
+
     import keras
 
     target = _num_batches(dataset, batch_size)
     progbar = keras.utils.Progbar(target, verbose=1 if verbose else 0, unit_name="batch")
     if verbose:
         print(f"{description}:")
+    store = FeatureFile(path) if path else None
     features, labels = [], []
     for step, (images, batch_labels) in enumerate(
         batched(dataset, image_size, batch_size, augment, ten_crop).as_numpy_iterator()
@@ -109,9 +115,16 @@ def compute_features(encoder, dataset, image_size, batch_size=256, augment=None,
             out = out.astype("float32").reshape(b, 10, -1).mean(axis=1)
         else:
             out = np.asarray(encoder.predict_on_batch(images), dtype="float32")
-        features.append(out.astype("float32"))
+        if store is not None:
+            store.append(out)
+        else:
+            features.append(out.astype("float32"))
         labels.append(np.asarray(batch_labels))
         progbar.update(step + 1)
-    if not features:
+    if not labels:
+        if store is not None:
+            store.delete()
         raise ValueError(f"{description}: the split holds no images")
+    if store is not None:
+        return store.close(), np.concatenate(labels)
     return np.concatenate(features), np.concatenate(labels)

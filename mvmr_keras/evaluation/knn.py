@@ -46,12 +46,12 @@ def knn_scores(train_features, train_labels, query_features, k=20, temperature=0
         )
     if num_classes is None:
         num_classes = int(train_labels.max()) + 1
-    bank = l2_normalize(train_features)
-    queries = l2_normalize(query_features)
+    bank = l2_normalize(train_features)  # in memory: cap it (evaluation.knn_bank_size)
     k = min(k, len(bank))
-    scores = np.zeros((len(queries), num_classes), dtype="float64")
-    for start in range(0, len(queries), chunk_size):
-        sim = queries[start:start + chunk_size] @ bank.T
+    scores = np.zeros((len(query_features), num_classes), dtype="float64")
+    for start in range(0, len(query_features), chunk_size):
+        # Queries a chunk at a time: an array or a FeatureFile on disk.
+        sim = l2_normalize(query_features[start:start + chunk_size]) @ bank.T
         neighbours = np.argpartition(-sim, k - 1, axis=1)[:, :k]
         neighbour_sim = np.take_along_axis(sim, neighbours, axis=1).astype("float64")
         # exp((s - 1) / T): the same ranking as exp(s / T), without overflow.

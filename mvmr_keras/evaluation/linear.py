@@ -33,23 +33,31 @@ def _feature_bank_class():
 
         def __init__(self, views, labels, batch_size, seed=0):
             super().__init__()
-            self.views = views  # (V, N, D)
+            self.views = views  # V arrays or FeatureFiles of (N, D)
             self.labels = labels
             self.batch_size = batch_size
             self.rng = np.random.default_rng(seed)
             self.on_epoch_end()
 
         def __len__(self):
-            return math.ceil(self.views.shape[1] / self.batch_size)
+            return math.ceil(len(self.labels) / self.batch_size)
 
         def __getitem__(self, index):
             idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-            return self.views[self.view[idx], idx], self.labels[idx]
+            view = self.view[idx]
+            batch = np.empty((len(idx), self.views[0].shape[1]), "float32")
+            for v in np.unique(view):
+                rows = view == v
+                # Ascending rows read a memory-mapped file in order.
+                wanted = idx[rows]
+                order = np.argsort(wanted)
+                batch[np.flatnonzero(rows)[order]] = self.views[v][wanted[order]]
+            return batch, self.labels[idx]
 
         def on_epoch_end(self):
-            num_views, n = self.views.shape[:2]
+            n = len(self.labels)
             self.order = self.rng.permutation(n)
-            self.view = self.rng.integers(0, num_views, n)
+            self.view = self.rng.integers(0, len(self.views), n)
 
     return FeatureBank
 
@@ -77,7 +85,8 @@ def train_linear_classifier(train_views, train_labels, num_classes, epochs=100,
 
     Args:
         train_views: `(V, N, D)` features of V views of N examples (V = 1:
-            no augmentation), or `(N, D)`.
+            no augmentation), or `(N, D)`, or a list of V `(N, D)` arrays or
+            `FeatureFile`s (read a batch at a time, never whole).
         train_labels: `(N,)` class indices, or `(N, C)` multi-hot targets
             when `multilabel` (sigmoid cross-entropy per class).
         standardize: standardise each feature by its mean and variance over
@@ -88,19 +97,23 @@ def train_linear_classifier(train_views, train_labels, num_classes, epochs=100,
     """
     import keras
 
-    views = np.asarray(train_views, dtype="float32")
-    if views.ndim == 2:
-        views = views[None]
+    from mvmr_keras.evaluation.feature_file import mean_and_variance
+
+    if isinstance(train_views, (list, tuple)):
+        views = list(train_views)
+    else:
+        views = np.asarray(train_views, dtype="float32")
+        views = [views] if views.ndim == 2 else list(views)
     labels = np.asarray(train_labels)
     labels = labels.astype("float32") if multilabel else labels.astype("int32")
-    if len(labels) != views.shape[1]:
-        raise ValueError(f"{views.shape[1]} feature rows but {len(labels)} labels")
+    for view in views:
+        if len(view) != len(labels):
+            raise ValueError(f"{len(view)} feature rows but {len(labels)} labels")
     mean = variance = None
     if standardize:
-        flat = views.reshape(-1, views.shape[-1])
-        mean, variance = flat.mean(axis=0), flat.var(axis=0)
+        mean, variance = mean_and_variance(views)
     keras.utils.set_random_seed(seed)
-    head = linear_head(views.shape[-1], num_classes, mean, variance)
+    head = linear_head(views[0].shape[-1], num_classes, mean, variance)
     bank = _feature_bank_class()(views, labels, batch_size, seed=seed)
     schedule = keras.optimizers.schedules.CosineDecay(
         learning_rate, decay_steps=max(epochs * len(bank), 1), alpha=0.0
@@ -112,6 +125,10 @@ def train_linear_classifier(train_views, train_labels, num_classes, epochs=100,
     return head
 
 
-def predict_logits(head, features, batch_size=1024):
-    return np.asarray(head.predict(np.asarray(features, "float32"), batch_size=batch_size,
-                                   verbose=0), dtype="float32")
+def predict_logits(head, features, batch_size=1024, chunk_size=16384):
+    """`(N, C)` logits of an `(N, D)` array or `FeatureFile`, a chunk at a time."""
+    from mvmr_keras.evaluation.feature_file import chunks
+
+    out = [np.asarray(head.predict(rows, batch_size=batch_size, verbose=0), dtype="float32")
+           for _, rows in chunks(features, chunk_size)]
+    return np.concatenate(out) if out else np.zeros((0, head.output_shape[-1]), "float32")

@@ -2,8 +2,10 @@
 
 `evaluate.py` is a flag parser around `evaluate(mode, encoder_path,
 config, workdir)`. Each mode loads the encoder (saved on any backend),
-checks it against the config, computes frozen features once per view, trains
-what the protocol trains, prints a results table and writes
+checks it against the config, computes frozen features once per view (the
+images stream through `tf.data`, the features go to `workdir/features/`
+and are read back by rows, so splits larger than memory work), trains what
+the protocol trains, prints a results table and writes
 `workdir/results_<mode>.json`. Accuracies are fractions in [0, 1].
 
 | mode | what trains | on what | reports |
@@ -36,6 +38,7 @@ import time
 import numpy as np
 
 from mvmr_keras.evaluation import features as features_lib
+from mvmr_keras.evaluation.feature_file import chunks
 from mvmr_keras.evaluation.encoders import EvaluationError, check_image_size, load_encoder
 from mvmr_keras.evaluation.finetune import finetune, label_subset
 from mvmr_keras.evaluation.knn import knn_accuracy
@@ -43,6 +46,8 @@ from mvmr_keras.evaluation.linear import predict_logits, train_linear_classifier
 from mvmr_keras.evaluation.metrics import mean_average_precision, top_k_accuracy
 
 MODES = ("linear", "knn", "finetune", "voc07", "embedding")
+# Frozen features of the views, on disk while a protocol runs (workdir/features/).
+FEATURE_DIR = "features"
 # What a score is compared with (`evaluate(..., baselines=...)`): the same
 # protocol on the raw pixels and on the config's untrained encoder.
 BASELINES = ("pixels", "random_init")
@@ -122,8 +127,13 @@ def _first_labels(dataset, n=64):
 class _Run:
     save_heads = True  # baselines' runs keep no classifier files
 
-    def __init__(self, mode, encoder_path, config, verbose, log):
+    def __init__(self, mode, encoder_path, config, verbose, log, feature_dir):
         self.mode, self.config, self.verbose, self.log = mode, config, verbose, log
+        # Every view's features go to a file here (read by rows: splits
+        # larger than memory), deleted once the protocol is done.
+        self.feature_dir = feature_dir
+        self.feature_prefix = ""
+        self.feature_files = []
         self.settings = settings_of(config)
         self.encoder = load_encoder(encoder_path)
         self.feature_dim = check_image_size(self.encoder, config.image_size)
@@ -137,16 +147,25 @@ class _Run:
     def features(self, role, augment=None, ten_crop=False, what="original view"):
         split, ds = self.splits[role]
         start = time.time()
+        path = os.path.join(self.feature_dir, f"{self.feature_prefix}{role}-"
+                            f"{len(self.feature_files)}.f32")
         feats, labels = features_lib.compute_features(
             self.encoder, ds, self.config.image_size, self.settings["batch_size"],
             augment=augment, ten_crop=ten_crop, verbose=self.verbose,
-            description=f"{role} split {split!r}, {what}",
+            description=f"{role} split {split!r}, {what}", path=path,
         )
+        self.feature_files.append(feats)
         _check_labels(labels, self.config, split, self.multilabel)
         _check_features(feats, role, split, self.log)
         self.log(f"  {len(feats)} x {feats.shape[1]} features of {role} split {split!r} "
                  f"({what}) in {time.time() - start:.1f}s")
         return feats, labels
+
+    def release(self):
+        """Deletes the feature files this run wrote."""
+        for features in self.feature_files:
+            features.delete()
+        self.feature_files = []
 
     def augmentation(self, seed):
         s = self.settings
@@ -158,15 +177,18 @@ class _Run:
 def _check_features(feats, role, split, log):
     """Non-finite features fail in one line; constant ones (a collapsed
     encoder, which scores at chance) are reported."""
-    feats = np.asarray(feats)
-    finite = np.isfinite(feats)
-    if not finite.all():
+    bad, low, high = 0, None, None
+    for _, rows in chunks(feats):  # a FeatureFile on disk: a chunk at a time
+        bad += int((~np.isfinite(rows)).sum())
+        low = rows.min(axis=0) if low is None else np.minimum(low, rows.min(axis=0))
+        high = rows.max(axis=0) if high is None else np.maximum(high, rows.max(axis=0))
+    if bad:
         raise EvaluationError(
             f"the encoder's features of the {role} split {split!r} are non-finite "
-            f"({int((~finite).sum())} of {feats.size} values are NaN/inf): the encoder diverged"
+            f"({bad} of {len(feats) * feats.shape[1]} values are NaN/inf): the encoder diverged"
         )
-    if len(feats) > 1 and float(np.max(np.ptp(feats, axis=0))) <= 1e-6 * max(
-            float(np.max(np.abs(feats))), 1.0):
+    if len(feats) > 1 and float(np.max(high - low)) <= 1e-6 * max(
+            float(max(np.max(np.abs(low)), np.max(np.abs(high)))), 1.0):
         log(f"warning: the encoder's features of the {role} split {split!r} are the same "
             "for every image (a collapsed encoder); expect chance-level scores")
 
@@ -191,7 +213,7 @@ def _linear(run, workdir):
     num_classes = _num_classes(train_labels, test_labels)
     run.log(f"  training a linear classifier: {s['epochs']} epochs over {len(views)} view(s)")
     head = train_linear_classifier(
-        np.stack(views), train_labels, num_classes, epochs=s["epochs"],
+        views, train_labels, num_classes, epochs=s["epochs"],
         batch_size=s["batch_size"], learning_rate=s["learning_rate"],
         standardize=s["standardize"], seed=run.config.seed, verbose=2 if run.verbose else 0,
     )
@@ -216,10 +238,19 @@ def _knn(run, workdir):
     s = run.settings
     train, train_labels = run.features("train")
     test, test_labels = run.features("test")
-    results = knn_accuracy(train, train_labels, test, test_labels, k=s["knn_k"],
-                           temperature=s["knn_temperature"])
+    # The bank is held in memory: evaluation.knn_bank_size caps it (0 = all)
+    # with a fixed random subset of the train split.
+    cap = int(s.get("knn_bank_size") or 0)
+    bank, bank_labels = train, train_labels
+    if cap and cap < len(train):
+        chosen = np.sort(np.random.default_rng(run.config.seed).permutation(len(train))[:cap])
+        bank, bank_labels = train[chosen], train_labels[chosen]
+        run.log(f"  kNN bank: {cap} of the {len(train)} train features (evaluation.knn_bank_size)")
+    results = knn_accuracy(np.asarray(bank), bank_labels, test, test_labels, k=s["knn_k"],
+                           temperature=s["knn_temperature"],
+                           num_classes=_num_classes(train_labels, test_labels))
     results.update(num_train=len(train), num_test=len(test), k=s["knn_k"],
-                   temperature=s["knn_temperature"])
+                   temperature=s["knn_temperature"], bank_size=len(bank))
     return results
 
 
@@ -268,7 +299,7 @@ def _voc07(run, workdir):
     num_classes = train_targets.shape[1]
     run.log(f"  training a linear multi-label classifier over {num_classes} classes")
     head = train_linear_classifier(
-        train, train_targets, num_classes, epochs=s["epochs"], batch_size=s["batch_size"],
+        [train], train_targets, num_classes, epochs=s["epochs"], batch_size=s["batch_size"],
         learning_rate=s["learning_rate"], multilabel=True, standardize=s["standardize"],
         seed=run.config.seed, verbose=2 if run.verbose else 0,
     )
@@ -292,6 +323,7 @@ def _embedding(run, workdir):
     if count < len(features):  # a fixed random subset, every class in proportion
         chosen = np.sort(np.random.default_rng(run.config.seed).permutation(len(features))[:count])
         features, labels = features[chosen], labels[chosen]
+    features = np.asarray(features)
     run.log(f"  2-D map of {len(features)} test features")
     points, method = embedding.embed_2d(features, seed=run.config.seed)
     image = plots.plot_embedding(
@@ -330,8 +362,12 @@ def _baseline_scores(mode, run, workdir, names):
         baseline = copy.copy(run)
         baseline.encoder = _baseline_encoder(name, run.config)
         baseline.save_heads = False
+        baseline.feature_prefix, baseline.feature_files = f"{name}-", []
         run.log(f"  baseline: {name}")
-        scores = _PROTOCOLS[mode](baseline, workdir)
+        try:
+            scores = _PROTOCOLS[mode](baseline, workdir)
+        finally:
+            baseline.release()
         found[name] = {k: scores[k] for k in _HEADLINE if k in scores}
     return found
 
@@ -393,20 +429,27 @@ def evaluate(mode, encoder_path, config, workdir=None, verbose=1, log=print, ove
     start = time.time()
     log(f"Evaluating {encoder_path} ({mode}) on {config.dataset} "
         f"[{keras.backend.backend()}]")
-    run = _Run(mode, encoder_path, config, verbose, log)
-    results = {
-        "mode": mode,
-        "dataset": config.dataset,
-        "train_split": config.probe_train_split,
-        "test_split": config.test_split,
-        "encoder": os.path.abspath(encoder_path),
-        "backend": keras.backend.backend(),
-        "feature_dim": run.feature_dim,
-        **_PROTOCOLS[mode](run, workdir),
-        "settings": run.settings,
-    }
-    if mode in BASELINE_MODES and baselines:
-        results["baselines"] = _baseline_scores(mode, run, workdir, list(baselines))
+    feature_dir = os.path.join(workdir, FEATURE_DIR)
+    run = _Run(mode, encoder_path, config, verbose, log, feature_dir)
+    try:
+        results = {
+            "mode": mode,
+            "dataset": config.dataset,
+            "train_split": config.probe_train_split,
+            "test_split": config.test_split,
+            "encoder": os.path.abspath(encoder_path),
+            "backend": keras.backend.backend(),
+            "feature_dim": run.feature_dim,
+            **_PROTOCOLS[mode](run, workdir),
+            "settings": run.settings,
+        }
+        run.release()
+        if mode in BASELINE_MODES and baselines:
+            results["baselines"] = _baseline_scores(mode, run, workdir, list(baselines))
+    finally:
+        run.release()
+        if os.path.isdir(feature_dir) and not os.listdir(feature_dir):
+            os.rmdir(feature_dir)
     results["seconds"] = round(time.time() - start, 1)
     path = os.path.join(workdir, f"results_{mode}.json")
     tmp = path + ".tmp"

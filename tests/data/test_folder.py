@@ -72,3 +72,23 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
         data.load(f"folder:{tmp_path / 'empty'}", "train")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data.load(f"folder:{tmp_path / 'nope'}", "train")
+
+
+def test_load_numpy_keeps_an_evenly_spread_subset(tmp_path):
+    # 2 classes x 10 images, each image's first pixel its index in the split.
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(10):
+            pixels = np.full((8, 8, 3), 10 * (i + 10 * (label == "b")), np.uint8)
+            Image.fromarray(pixels).save(tmp_path / label / f"{i}.png")
+    images, labels = data.load_numpy(f"folder:{tmp_path}", "train", max_images=5)
+    index = images[:, 0, 0, 0] // 10
+    np.testing.assert_array_equal(index, np.linspace(0, 19, 5).round())
+    np.testing.assert_array_equal(labels, index >= 10)
+    whole, _ = data.load_numpy(f"folder:{tmp_path}", "train", max_images=50)
+    assert len(whole) == 20
+    digits, digit_labels = data.load_numpy("digits", "test", max_images=100, image_size=16)
+    all_digits, all_labels = data.load_numpy("digits", "test")
+    keep = np.linspace(0, len(all_digits) - 1, 100).round().astype(int)
+    assert digits.shape == (100, 16, 16, 3)
+    np.testing.assert_array_equal(digit_labels, all_labels[keep])

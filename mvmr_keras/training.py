@@ -317,8 +317,8 @@ def _fill_added_fields(previous, current):
             if not isinstance(saved, dict) or not isinstance(now, dict):
                 break
         else:
-            if path[-1] not in saved and now.get(path[-1], neutral) == neutral:
-                saved[path[-1]] = now.get(path[-1], neutral)
+            if path[-1] not in saved and path[-1] in now and now[path[-1]] == neutral:
+                saved[path[-1]] = neutral
 
 
 def _save_config(config, workdir):

@@ -27,6 +27,8 @@ for backend in "${backends[@]}"; do
 done
 status=0
 remaining=("${backends[@]}")
+started=${SECONDS}
+ticks=0
 # Print each backend's log as soon as it finishes, in finishing order.
 while [ "${#remaining[@]}" -gt 0 ]; do
   still=()
@@ -42,7 +44,14 @@ while [ "${#remaining[@]}" -gt 0 ]; do
     [ "${rc}" = 0 ] || status=1
   done
   remaining=("${still[@]+"${still[@]}"}")
-  [ "${#remaining[@]}" -gt 0 ] && sleep 5
+  if [ "${#remaining[@]}" -gt 0 ]; then
+    sleep 5
+    ticks=$((ticks + 1))
+    # A line every 5 minutes, so a long silent wait is not taken for a hang.
+    if [ $((ticks % 60)) = 0 ]; then
+      echo "... still running after $(((SECONDS - started) / 60)) min: ${remaining[*]}"
+    fi
+  fi
 done
 echo "=== all backends: $([ "${status}" = 0 ] && echo passed || echo FAILED)"
 exit "${status}"

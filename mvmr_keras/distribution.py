@@ -88,7 +88,7 @@ def initialize_processes(coordinator_address=None, num_processes=None, process_i
     if process_id is None and env.get(PROCESS_ENVIRONMENT[2]):
         process_id = int(env[PROCESS_ENVIRONMENT[2]])
     backend = keras.backend.backend()
-    if backend == "tensorflow" and _tf_config_workers() > 1:
+    if backend == "tensorflow":
         num_processes = max(num_processes, _tf_config_workers())
     if num_processes <= 1:
         return 1

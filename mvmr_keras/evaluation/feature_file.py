@@ -91,9 +91,9 @@ class FeatureFile:
 
 
 def chunks(features, size=8192):
-    """`(start, rows)` of an `(N, D)` array or `FeatureFile`, `size` rows at a time."""
+    """The rows of an `(N, D)` array or `FeatureFile`, `size` at a time."""
     for start in range(0, len(features), size):
-        yield start, np.asarray(features[start:start + size], dtype=DTYPE)
+        yield np.asarray(features[start:start + size], dtype=DTYPE)
 
 
 def mean_and_variance(views, size=8192):
@@ -102,7 +102,7 @@ def mean_and_variance(views, size=8192):
     total = 0
     mean = sum_sq = None
     for view in views:
-        for _, rows in chunks(view, size):
+        for rows in chunks(view, size):
             rows = rows.astype("float64")
             if mean is None:
                 mean = np.zeros(rows.shape[1])

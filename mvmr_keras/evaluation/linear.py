@@ -130,5 +130,5 @@ def predict_logits(head, features, batch_size=1024, chunk_size=16384):
     from mvmr_keras.evaluation.feature_file import chunks
 
     out = [np.asarray(head.predict(rows, batch_size=batch_size, verbose=0), dtype="float32")
-           for _, rows in chunks(features, chunk_size)]
+           for rows in chunks(features, chunk_size)]
     return np.concatenate(out) if out else np.zeros((0, head.output_shape[-1]), "float32")

@@ -178,7 +178,7 @@ def _check_features(feats, role, split, log):
     """Non-finite features fail in one line; constant ones (a collapsed
     encoder, which scores at chance) are reported."""
     bad, low, high = 0, None, None
-    for _, rows in chunks(feats):  # a FeatureFile on disk: a chunk at a time
+    for rows in chunks(feats):  # a FeatureFile on disk: a chunk at a time
         bad += int((~np.isfinite(rows)).sum())
         low = rows.min(axis=0) if low is None else np.minimum(low, rows.min(axis=0))
         high = rows.max(axis=0) if high is None else np.maximum(high, rows.max(axis=0))

@@ -29,7 +29,7 @@ def test_rows_read_back_like_an_array(tmp_path):
     np.testing.assert_array_equal(features[[40, 3, 3]], rows[[40, 3, 3]])
     np.testing.assert_array_equal(features[10:20], rows[10:20])
     np.testing.assert_array_equal(np.asarray(features), rows)
-    np.testing.assert_array_equal(np.concatenate([c for _, c in chunks(features, 16)]), rows)
+    np.testing.assert_array_equal(np.concatenate(list(chunks(features, 16))), rows)
     assert os.path.getsize(tmp_path / "f.f32") == rows.nbytes  # raw float32, nothing else
     features.delete()
     assert not os.path.exists(tmp_path / "f.f32")
@@ -83,18 +83,6 @@ def test_compute_features_to_a_file_equals_in_memory(tmp_path):
     assert isinstance(on_disk, FeatureFile)
     np.testing.assert_array_equal(np.asarray(on_disk), in_memory)
     np.testing.assert_array_equal(disk_labels, labels)
-
-
-@pytest.fixture(scope="module")
-def encoder_path(tmp_path_factory):
-    from mvmr_keras import ImageEncoder, ResNetBackbone
-
-    keras.utils.set_random_seed(0)
-    path = str(tmp_path_factory.mktemp("run") / "encoder.keras")
-    backbone = ResNetBackbone.from_name("resnet18", width=4, stackwise_num_blocks=(1, 1, 1, 1),
-                                        image_shape=(32, 32, 3))
-    ImageEncoder(backbone).save(path)
-    return path
 
 
 def test_knn_bank_cap_uses_a_subset_and_the_workdir_keeps_no_features(encoder_path, tmp_path):

@@ -22,7 +22,12 @@ logs="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "${logs}"' EXIT
 declare -A pids
 for backend in "${backends[@]}"; do
-  KERAS_BACKEND="${backend}" python -m pytest "$@" > "${logs}/${backend}.log" 2>&1 &
+  # A numba cache of its own per backend: dcor's functions are compiled with
+  # cache=True, and processes filling one empty cache at once abort (seen in a
+  # fresh CI venv; reproduced here by three concurrent `import dcor`).
+  mkdir -p "${logs}/numba-${backend}"
+  NUMBA_CACHE_DIR="${logs}/numba-${backend}" KERAS_BACKEND="${backend}" \
+    python -m pytest "$@" > "${logs}/${backend}.log" 2>&1 &
   pids[${backend}]=$!
 done
 status=0

@@ -20,6 +20,12 @@ compiled train step on every backend:
   PyTorch's per-parameter Adam state does.
 - per-tensor gradient clipping is Keras's own `clipnorm` (each gradient is
   clipped by its own norm: `BaseOptimizer._clip_gradients`).
+- `decay_all=True` decays every tensor, biases and norms too (MOKD's CNN
+  T-Head parameter group).
+
+`GroupedOptimizer` steps groups of a model's variables with optimisers of
+their own (MOKD: the CNN with SGD, its T-Head with SGD on the ViT's
+schedules, the ViT with AdamW), in one train step on every backend.
 
 Example:
 
@@ -38,7 +44,8 @@ class _DistillationMixin:
     """The shared part of both optimisers (module docstring)."""
 
     def _init_distillation(self, weight_decay, final_weight_decay, decay_steps, freeze_steps,
-                           frozen_name):
+                           frozen_name, decay_all=False):
+        self.decay_all = bool(decay_all)
         self.weight_decay_start = float(weight_decay)
         self.final_weight_decay = None if final_weight_decay is None else float(final_weight_decay)
         self.decay_steps = int(decay_steps)
@@ -52,8 +59,9 @@ class _DistillationMixin:
         return self.weight_decay_schedule(self.iterations)
 
     def decays(self, variable):
-        """Rank >= 2 tensors are decayed; biases and norms are not."""
-        return len(variable.shape) >= 2
+        """Rank >= 2 tensors are decayed; biases and norms are not, unless
+        `decay_all` (MOKD's CNN T-Head group decays every tensor)."""
+        return self.decay_all or len(variable.shape) >= 2
 
     def is_frozen_at_first(self, variable):
         return bool(self.frozen_name) and self.frozen_name in variable.name
@@ -87,6 +95,7 @@ class _DistillationMixin:
             "decay_steps": self.decay_steps,
             "freeze_steps": self.freeze_steps,
             "frozen_name": self.frozen_name,
+            "decay_all": self.decay_all,
         }
 
 
@@ -95,10 +104,11 @@ class DistillationAdamW(_DistillationMixin, keras.optimizers.AdamW):
     """AdamW with DINO's weight-decay schedule and last-layer freeze."""
 
     def __init__(self, learning_rate=1e-3, weight_decay=0.04, final_weight_decay=None,
-                 decay_steps=1, freeze_steps=0, frozen_name="last_layer", **kwargs):
+                 decay_steps=1, freeze_steps=0, frozen_name="last_layer", decay_all=False,
+                 **kwargs):
         super().__init__(learning_rate=learning_rate, weight_decay=float(weight_decay), **kwargs)
         self._init_distillation(weight_decay, final_weight_decay, decay_steps, freeze_steps,
-                                frozen_name)
+                                frozen_name, decay_all)
 
     def _apply_weight_decay(self, variables):
         lr = self.learning_rate
@@ -137,11 +147,11 @@ class DistillationSGD(_DistillationMixin, keras.optimizers.SGD):
 
     def __init__(self, learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
                  final_weight_decay=None, decay_steps=1, freeze_steps=0,
-                 frozen_name="last_layer", **kwargs):
+                 frozen_name="last_layer", decay_all=False, **kwargs):
         kwargs.pop("nesterov", None)
         super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
         self._init_distillation(weight_decay, final_weight_decay, decay_steps, freeze_steps,
-                                frozen_name)
+                                frozen_name, decay_all)
 
     def _apply_weight_decay(self, variables):
         pass  # coupled: added to the gradient in _backend_update_step
@@ -159,3 +169,91 @@ class DistillationSGD(_DistillationMixin, keras.optimizers.SGD):
         config = super().get_config()
         config.update(self._distillation_config())
         return config
+
+
+@keras.saving.register_keras_serializable(package="mvmr_keras")
+class GroupedOptimizer(keras.optimizers.Optimizer):
+    """Several optimisers, each stepping its own group of variables.
+
+    One backward pass of a sum of losses gives each variable the gradient
+    of the loss that depends on it (MOKD: each model's loss depends on its
+    own student only), and each group's optimiser then steps its variables
+    with its own rule, schedules, clipping and state. The groups are lists
+    of variables given by the model (`set_groups`, which `MOKD.compile`
+    calls, also when a saved model is compiled again on loading). Each
+    optimiser counts its own steps; `iterations` counts the steps of the
+    whole, and `learning_rate` is the first group's.
+
+    Example:
+
+    >>> optimizer = GroupedOptimizer([keras.optimizers.SGD(0.1), keras.optimizers.AdamW(1e-3)])
+    >>> optimizer.set_groups([cnn.trainable_variables, vit.trainable_variables])
+    >>> optimizer.apply(grads, cnn.trainable_variables + vit.trainable_variables)
+    """
+
+    def __init__(self, optimizers, name="grouped_optimizer", **kwargs):
+        kwargs.pop("learning_rate", None)
+        super().__init__(learning_rate=0.0, name=name, **kwargs)
+        if not optimizers:
+            raise ValueError("GroupedOptimizer needs at least one optimizer")
+        self.optimizers = list(optimizers)
+        self._groups = None
+        self._group_of = None
+
+    def set_groups(self, groups):
+        """`groups[i]` (variables) are stepped by `optimizers[i]`."""
+        if len(groups) != len(self.optimizers):
+            raise ValueError(
+                f"{len(groups)} variable groups for {len(self.optimizers)} optimizers")
+        # Ids, not the variables: a list of variables set on an optimizer
+        # would be tracked as its own.
+        self._groups = {id(v): index for index, group in enumerate(groups) for v in group}
+
+    @property
+    def variables(self):
+        return self._variables[:] + [v for o in self.optimizers for v in o.variables]
+
+    def build(self, variables):
+        if self._groups is None:
+            raise ValueError(
+                "GroupedOptimizer.set_groups(...) must give the variable groups before it is "
+                "built (a MOKD model's compile does)")
+        group_of = dict(self._groups)
+        members = [[] for _ in self.optimizers]
+        for variable in variables:
+            if id(variable) not in group_of:
+                raise ValueError(f"variable {variable.path} is in no optimizer group")
+            members[group_of[id(variable)]].append(variable)
+        for optimizer, group in zip(self.optimizers, members):
+            optimizer.build(group)
+        self._group_of = [group_of[id(v)] for v in variables]
+        super().build(variables)
+
+    def apply(self, grads, trainable_variables=None):
+        if trainable_variables is None:
+            trainable_variables = self._trainable_variables
+        else:
+            trainable_variables = list(trainable_variables)
+            if not self.built:
+                self.build(trainable_variables)
+        group_of = {id(v): g for v, g in zip(self._trainable_variables, self._group_of)}
+        for index, optimizer in enumerate(self.optimizers):
+            pairs = [(g, v) for g, v in zip(grads, trainable_variables)
+                     if group_of[id(v)] == index]
+            if pairs:
+                optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+        self._iterations.assign_add(1)
+
+    def _get_current_learning_rate(self):
+        return self.optimizers[0]._get_current_learning_rate()
+
+    def get_config(self):
+        return {"name": self.name,
+                "optimizers": [keras.saving.serialize_keras_object(o) for o in self.optimizers]}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["optimizers"] = [keras.saving.deserialize_keras_object(o, custom_objects=custom_objects)
+                                for o in config["optimizers"]]
+        return cls(**config)

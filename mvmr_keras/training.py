@@ -1,7 +1,7 @@
 """The trainer: config -> method -> model, data, optimiser -> fit -> workdir.
 
-`config.method` names the training method (`mvmr`, the default, or
-`dino`; `mvmr_keras.methods`): it builds the model, its training views,
+`config.method` names the training method (`mvmr`, the default, `dino`
+or `mokd`; `mvmr_keras.methods`): it builds the model, its training views,
 its optimiser and callbacks, and says which encoder is evaluated and saved.
 Everything else is shared and lives here. `train.py` is a thin flag parser
 around `train(config, workdir)`; tests call the functions here directly. A
@@ -19,9 +19,11 @@ run writes to its workdir:
                       student, teacher and heads) with its optimiser
     encoder.keras     the evaluated encoder alone (DINO: the teacher's):
                       [0, 255] images -> features
+    encoder_<name>.keras  MOKD: the second model's teacher
     results.json      linear probe and kNN top-1 of the trained encoder, the
                       untrained one (`random_init_*`) and the raw pixels
-                      (`pixels_*`), under the same protocols
+                      (`pixels_*`), under the same protocols (MOKD: the
+                      second model's under its name)
     curves.png        loss terms and probe/kNN accuracy per epoch
     results_<mode>.json   evaluate.py's protocols in `evaluation.after_training`
     teacher_cache/    precomputed teacher embeddings, when distilling with
@@ -449,6 +451,12 @@ def _train(config, workdir, verbose, log, callbacks):
             with placement.paused():
                 run_info["random_init"] = baselines.frozen_scores(
                     encoder, probe_train, test, **knn_settings)
+        extra_encoders = method.extra_encoders(model)
+        for name, extra in extra_encoders.items():  # MOKD's second model
+            if f"random_init_{name}" not in run_info:
+                with placement.paused():
+                    run_info[f"random_init_{name}"] = baselines.frozen_scores(
+                        extra, probe_train, test, **knn_settings)
         random_init = run_info["random_init"]
         random_init_top1 = random_init["linear_probe_top1"]
         log(f"Linear probe top-1 of the encoder at initialisation: {random_init_top1:.4f}")
@@ -521,6 +529,10 @@ def _train(config, workdir, verbose, log, callbacks):
         random_init,
         run_info["pixels"],
     )
+    for name, extra in extra_encoders.items():
+        results[name] = baselines.flat_results(
+            baselines.frozen_scores(extra, probe_train, test, **knn_settings),
+            run_info[f"random_init_{name}"], run_info["pixels"])
     results.update({
         # Images the scores above come from (fewer with evaluation.max_probe_images).
         "probe_images": {"train": len(probe_train[1]), "test": len(test[1])},
@@ -547,5 +559,7 @@ def _train(config, workdir, verbose, log, callbacks):
         }
     results.update(method.results(model, test[0]))
     workdir_lib.write_json(os.path.join(workdir, "results.json"), results)
+    for name in extra_encoders:
+        log(f"{name}: {baselines.summary_line(results[name])}.")
     log(f"{baselines.summary_line(results)}. Outputs in {workdir}.")
     return results

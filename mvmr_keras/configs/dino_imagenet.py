@@ -42,6 +42,10 @@ def get_config(arch="resnet50"):
     config.num_local_crops = 8
     config.global_crop_scale = (0.25, 1.0)
     config.local_crop_scale = (0.05, 0.25)
+    # DINO's own augmentations (flips, blur, solarisation, grayscale), not
+    # the digits' cut-down ones; and its head without BatchNorm.
+    del config["crop_augmentation"]
+    config.dino.use_bn_in_head = False
     config.dino.out_dim = 65536
     config.dino.hidden_dim = 2048
     config.dino.bottleneck_dim = 256

@@ -19,7 +19,8 @@ import importlib
 from mvmr_keras.methods.base import ConfigError, Method
 
 # name -> module defining `METHOD`, a `Method` subclass (imported on use).
-METHODS = {"mvmr": "mvmr_keras.methods.mvmr", "dino": "mvmr_keras.methods.dino"}
+METHODS = {"mvmr": "mvmr_keras.methods.mvmr", "dino": "mvmr_keras.methods.dino",
+           "mokd": "mvmr_keras.methods.mokd"}
 DEFAULT = "mvmr"
 
 

@@ -78,6 +78,11 @@ class Method:
         """The evaluated and saved encoder ([0, 255] images -> features)."""
         return model.encoder
 
+    def extra_encoders(self, model):
+        """`{name: encoder}` also scored after training (under `name` in
+        results.json, beside their own random init); MOKD's second model."""
+        return {}
+
     def term_names(self, model):
         """The logged loss terms (besides `loss`) that must stay finite."""
         return list(model.term_names)

@@ -54,8 +54,76 @@ def _crop_major(crops):
     return ops.reshape(ops.transpose(crops, (1, 0, 2, 3, 4)), (-1,) + tuple(shape[2:]))
 
 
+class EMATeacherMixin:
+    """An EMA teacher updated inside the compiled train step (DINO, MOKD).
+
+    The model defines `ema_pairs()` (`(student variable, teacher variable)`
+    for every student parameter), a non-trainable int32 `step_counter`,
+    `total_steps` and `teacher_momentum` (m0 of the cosine to 1). After
+    Keras's own train step, every teacher parameter becomes `m * teacher +
+    (1 - m) * student`; on JAX from the state the step returns, so it stays
+    jit-compiled.
+    """
+
+    def copy_students_to_teachers(self):
+        """Every teacher variable becomes a copy of its student's and stops
+        being trainable (its layers stay trainable, so BatchNorm uses batch
+        statistics in training mode)."""
+        student_weights, teacher_weights = self._student_and_teacher_weights()
+        if [tuple(v.shape) for v in student_weights] != [tuple(v.shape) for v in teacher_weights]:
+            raise ValueError("the student and the teacher must have the same architecture")
+        for s, t in zip(student_weights, teacher_weights):
+            # A copy, not a shared buffer (JAX donates each variable's own).
+            t.assign(np.array(keras.ops.convert_to_numpy(s)))
+            t.trainable = False
+
+    def ema_pairs(self):
+        """`(student variable, teacher variable)` for every student parameter
+        (BatchNorm's moving statistics and a frozen gain are not parameters)."""
+        return [(s, t) for s, t in zip(*self._student_and_teacher_weights()) if s.trainable]
+
+    def current_teacher_momentum(self, step):
+        return schedules.teacher_momentum(step, self.total_steps, self.teacher_momentum)
+
+    def _ema(self, momentum, teacher_value, student_value):
+        momentum = ops.cast(momentum, teacher_value.dtype)
+        return momentum * teacher_value + (1.0 - momentum) * ops.stop_gradient(
+            ops.cast(student_value, teacher_value.dtype))
+
+    if keras.backend.backend() == "jax":
+
+        def train_step(self, state, data):
+            logs, state = super().train_step(state, data)
+            trainable, non_trainable, optimizer_variables, metrics_variables = state
+            trainable_index = {id(v): i for i, v in enumerate(self.trainable_variables)}
+            non_trainable_index = {id(v): i for i, v in enumerate(self.non_trainable_variables)}
+            non_trainable = list(non_trainable)
+            step_at = non_trainable_index[id(self.step_counter)]
+            momentum = self.current_teacher_momentum(non_trainable[step_at])
+            for s, t in self.ema_pairs():
+                at = non_trainable_index[id(t)]
+                non_trainable[at] = self._ema(momentum, non_trainable[at],
+                                              trainable[trainable_index[id(s)]])
+            non_trainable[step_at] = non_trainable[step_at] + 1
+            return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
+
+    else:
+
+        def train_step(self, data):
+            logs = super().train_step(data)
+            self.update_teacher()
+            return logs
+
+    def update_teacher(self):
+        """One EMA step of the teacher's parameters (TensorFlow, PyTorch, or eager)."""
+        momentum = self.current_teacher_momentum(ops.convert_to_tensor(self.step_counter))
+        for s, t in self.ema_pairs():
+            t.assign(self._ema(momentum, ops.convert_to_tensor(t), ops.convert_to_tensor(s)))
+        self.step_counter.assign(self.step_counter + 1)
+
+
 @keras.saving.register_keras_serializable(package="mvmr_keras")
-class DINO(keras.Model):
+class DINO(EMATeacherMixin, keras.Model):
     """Self-distillation with no labels (module docstring).
 
     Args:
@@ -112,24 +180,13 @@ class DINO(keras.Model):
                                       trainable=False, name="centre")
         self.step_counter = self.add_weight(shape=(), initializer="zeros", dtype="int32",
                                             trainable=False, name="step_counter")
-        student_weights, teacher_weights = self._student_and_teacher_weights()
-        if [tuple(v.shape) for v in student_weights] != [tuple(v.shape) for v in teacher_weights]:
-            raise ValueError("the student and the teacher must have the same architecture")
-        for s, t in zip(student_weights, teacher_weights):
-            # The teacher starts as the student (a checkpoint may override);
-            # a copy, not a shared buffer (JAX donates each variable's own).
-            t.assign(np.array(keras.ops.convert_to_numpy(s)))
-            t.trainable = False
+        # The teacher starts as the student (a checkpoint may override).
+        self.copy_students_to_teachers()
         self.built = True
 
     def _student_and_teacher_weights(self):
         return (self.student.weights + self.student_head.weights,
                 self.teacher.weights + self.teacher_head.weights)
-
-    def ema_pairs(self):
-        """`(student variable, teacher variable)` for every student parameter
-        (BatchNorm's moving statistics and a frozen gain are not parameters)."""
-        return [(s, t) for s, t in zip(*self._student_and_teacher_weights()) if s.trainable]
 
     # -- forward
 
@@ -181,47 +238,6 @@ class DINO(keras.Model):
             self.centre.assign(dino_loss.updated_centre(
                 self.centre, y_pred["teacher"], self.center_momentum))
         return loss
-
-    # -- the EMA teacher, inside the train step
-
-    def current_teacher_momentum(self, step):
-        return schedules.teacher_momentum(step, self.total_steps, self.teacher_momentum)
-
-    def _ema(self, momentum, teacher_value, student_value):
-        momentum = ops.cast(momentum, teacher_value.dtype)
-        return momentum * teacher_value + (1.0 - momentum) * ops.stop_gradient(
-            ops.cast(student_value, teacher_value.dtype))
-
-    if keras.backend.backend() == "jax":
-
-        def train_step(self, state, data):
-            logs, state = super().train_step(state, data)
-            trainable, non_trainable, optimizer_variables, metrics_variables = state
-            trainable_index = {id(v): i for i, v in enumerate(self.trainable_variables)}
-            non_trainable_index = {id(v): i for i, v in enumerate(self.non_trainable_variables)}
-            non_trainable = list(non_trainable)
-            step_at = non_trainable_index[id(self.step_counter)]
-            momentum = self.current_teacher_momentum(non_trainable[step_at])
-            for s, t in self.ema_pairs():
-                at = non_trainable_index[id(t)]
-                non_trainable[at] = self._ema(momentum, non_trainable[at],
-                                              trainable[trainable_index[id(s)]])
-            non_trainable[step_at] = non_trainable[step_at] + 1
-            return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
-
-    else:
-
-        def train_step(self, data):
-            logs = super().train_step(data)
-            self.update_teacher()
-            return logs
-
-    def update_teacher(self):
-        """One EMA step of the teacher's parameters (TensorFlow, PyTorch, or eager)."""
-        momentum = self.current_teacher_momentum(ops.convert_to_tensor(self.step_counter))
-        for s, t in self.ema_pairs():
-            t.assign(self._ema(momentum, ops.convert_to_tensor(t), ops.convert_to_tensor(s)))
-        self.step_counter.assign(self.step_counter + 1)
 
     # -- serialisation
 

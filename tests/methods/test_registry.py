@@ -20,7 +20,7 @@ def test_a_config_without_method_is_mvmr():
 def test_an_unknown_method_is_one_clear_line():
     config = tiny_config()
     config.method = "byol"
-    with pytest.raises(training.ConfigError, match=r"unknown method 'byol'; available: \['mvmr', 'dino'\]"):
+    with pytest.raises(training.ConfigError, match=r"unknown method 'byol'; available: \['mvmr', 'dino', 'mokd'\]"):
         training.validate_config(config)
 
 

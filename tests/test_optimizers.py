@@ -91,3 +91,42 @@ def test_optimizers_serialise():
     again = DistillationAdamW.from_config(optimizer.get_config())
     assert (again.final_weight_decay, again.decay_steps, again.freeze_steps, again.clipnorm) == (
         0.4, 7, 3, 3.0)
+
+
+def test_decay_all_decays_biases_too():
+    variables = _variables()
+    optimizer = DistillationSGD(learning_rate=0.1, momentum=0.0, weight_decay=0.5, decay_all=True)
+    _step(optimizer, variables, {k: np.zeros(v.shape) for k, v in variables.items()})
+    for name in variables:  # w - lr * wd * w = 2 - 0.1 * 0.5 * 2
+        np.testing.assert_allclose(to_numpy(variables[name]), 1.9, rtol=1e-6, err_msg=name)
+    assert DistillationSGD.from_config(optimizer.get_config()).decay_all
+
+
+def test_grouped_optimizer_steps_each_group_with_its_own_optimizer():
+    from mvmr_keras.optimizers import GroupedOptimizer
+
+    a = [keras.Variable(np.ones((2, 2), "float32"), name="a0"),
+         keras.Variable(np.ones((2,), "float32"), name="a1")]
+    b = [keras.Variable(np.ones((3,), "float32"), name="b0")]
+    optimizer = GroupedOptimizer([keras.optimizers.SGD(0.5, name="for_a"),
+                                  keras.optimizers.Adam(0.1, name="for_b")])
+    with pytest.raises(ValueError, match="set_groups"):
+        optimizer.build(a + b)
+    optimizer.set_groups([a, b])
+    # Interleaved order: routing follows the groups, not the positions.
+    variables = [b[0], a[0], a[1]]
+    optimizer.apply([np.ones(v.shape, "float32") for v in variables], variables)
+    np.testing.assert_allclose(to_numpy(a[0]), 0.5)  # SGD: 1 - 0.5 * 1
+    np.testing.assert_allclose(to_numpy(a[1]), 0.5)
+    np.testing.assert_allclose(to_numpy(b[0]), 0.9, rtol=1e-4)  # Adam's first step: 1 - lr
+    assert [int(to_numpy(o.iterations)) for o in optimizer.optimizers] == [1, 1]
+    assert int(to_numpy(optimizer.iterations)) == 1
+    assert len(optimizer.variables) == 2 + len(optimizer.optimizers[0].variables) + len(
+        optimizer.optimizers[1].variables)
+    np.testing.assert_allclose(float(to_numpy(optimizer.learning_rate)), 0.5)
+    again = GroupedOptimizer.from_config(optimizer.get_config())
+    assert [type(o).__name__ for o in again.optimizers] == ["SGD", "Adam"]
+    stranger = GroupedOptimizer([keras.optimizers.SGD(0.1)])
+    stranger.set_groups([a])
+    with pytest.raises(ValueError, match="in no optimizer group"):
+        stranger.build(a + b)

@@ -236,6 +236,7 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
             trainable_variables = list(trainable_variables)
             if not self.built:
                 self.build(trainable_variables)
+        grads = [None if g is None else ops.convert_to_tensor(g) for g in grads]
         group_of = {id(v): g for v, g in zip(self._trainable_variables, self._group_of)}
         for index, optimizer in enumerate(self.optimizers):
             pairs = [(g, v) for g, v in zip(grads, trainable_variables)

@@ -51,6 +51,7 @@ def get_config():
     m.thead_dim = 384
     m.cross_warmup_fraction = 0.3  # 30 of 100 epochs
     m.first.self_warmup_fraction = 0.5  # 50 of 100 epochs
+    m.first.final_weight_decay = reference.dino.final_weight_decay  # 1e-4, constant
     vit = dino_imagenet.get_config("vit_small")
     for field in ("backbone", "backbone_width", "backbone_depths", "patch_size",
                   "drop_path_rate", "optimizer", "learning_rate", "final_learning_rate",

@@ -393,10 +393,18 @@ def results_table(results):
 OUTPUTS = {"linear": ("linear_head.keras",), "voc07": ("voc07_head.keras",)}
 
 
+def _encoder_tag(encoder_path):
+    """'' for `encoder.keras`; '_vit' for MOKD's `encoder_vit.keras`, so the
+    second model's results sit beside the first's instead of replacing them."""
+    stem = os.path.splitext(os.path.basename(encoder_path))[0]
+    return "_" + stem[len("encoder_"):] if stem.startswith("encoder_") else ""
+
+
 def evaluate(mode, encoder_path, config, workdir=None, verbose=1, log=print, overwrite=False,
              baselines=BASELINES):
     """Runs one protocol (module docstring) and writes
-    `workdir/results_<mode>.json` (default workdir: the encoder's folder).
+    `workdir/results_<mode>.json` (default workdir: the encoder's folder;
+    `results_<mode>_<name>.json` for an `encoder_<name>.keras`).
 
     For the modes in `BASELINE_MODES`, the same protocol also runs on each
     of `baselines` (names in `BASELINES`; empty for none).
@@ -415,7 +423,8 @@ def evaluate(mode, encoder_path, config, workdir=None, verbose=1, log=print, ove
     if unknown:
         raise EvaluationError(f"unknown baseline {unknown[0]!r}; available: {list(BASELINES)}")
     workdir = workdir or os.path.dirname(os.path.abspath(encoder_path))
-    existing = [os.path.join(workdir, name) for name in (f"results_{mode}.json",) +
+    results_name = f"results_{mode}{_encoder_tag(encoder_path)}.json"
+    existing = [os.path.join(workdir, name) for name in (results_name,) +
                 OUTPUTS.get(mode, ()) if os.path.exists(os.path.join(workdir, name))]
     if existing and not overwrite:
         raise EvaluationError(
@@ -451,7 +460,7 @@ def evaluate(mode, encoder_path, config, workdir=None, verbose=1, log=print, ove
         if os.path.isdir(feature_dir) and not os.listdir(feature_dir):
             os.rmdir(feature_dir)
     results["seconds"] = round(time.time() - start, 1)
-    path = os.path.join(workdir, f"results_{mode}.json")
+    path = os.path.join(workdir, results_name)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True, default=_jsonable)

@@ -1,4 +1,4 @@
-"""Median time of one MV-MR (and DINO) training step, per Keras backend and in plain PyTorch.
+"""Median time of one MV-MR (DINO, MOKD) training step, per Keras backend and in plain PyTorch.
 
 What is measured
 ----------------
@@ -42,7 +42,18 @@ centre, the AdamW step with its scheduled weight decay and per-tensor
 clipping, and the EMA teacher update, all inside Keras's compiled step.
 There is no plain-PyTorch DINO step, so these rows divide by keras-jax.
 Their loss at step 1 is checked against `mvmr_keras.dino_loss.dino_loss`
-on that step's own outputs.
+on that step's own outputs. `dino_digits_vit` is the same with the
+config's ViT (4 blocks of width 96, patch 4).
+
+MOKD rows (`--configs mokd_digits`): one step of configs/mokd_digits.py's
+MOKD (that ResNet and that ViT, their DINO heads and T-Heads, CAFS, the
+grouped optimiser, both EMAs) on the same multi-crop workload, K = 1024;
+its loss at step 1 is checked against `mokd_loss.model_loss` summed over
+both models' `loss_terms` on the step's own outputs. With both DINO
+configs measured as well, a second table divides each backend's MOKD step
+by the sum of its two DINO steps: what training the pair together costs
+against training each alone. The ViTs' drop-path is off in these rows, so
+that the check's forward pass is the step's.
 
 How
 ---
@@ -100,17 +111,21 @@ IMPLEMENTATIONS = {
 }
 REFERENCE_IMPLEMENTATION = "pytorch"
 CONFIG_NAMES = ("digits", "resnet18_96")  # MV-MR
-DINO_CONFIG_NAMES = ("dino_digits",)
+DINO_CONFIG_NAMES = ("dino_digits", "dino_digits_vit", "mokd_digits")
 # The DINO rows' reference when --reference is plain PyTorch (which has no DINO step).
 DINO_REFERENCE = "jax"
 # Defaults sized for about 10 minutes on 2 shared CPU cores: a resnet18_96
 # step takes 10-35 s there, so that config gets fewer steps and leaves out the
 # jit_compile=True variants (torch.compile's first step alone takes minutes).
 # tensorflow-xla is opt-in: XLA made the digits step slower (docs/benchmarks.md).
-DEFAULT_STEPS = {"digits": 5, "resnet18_96": 2, "dino_digits": 5}
-DEFAULT_WARMUP = {"digits": 2, "resnet18_96": 1, "dino_digits": 2}
+DEFAULT_STEPS = {"digits": 5, "resnet18_96": 2, "dino_digits": 5, "dino_digits_vit": 5,
+                 "mokd_digits": 5}
+DEFAULT_WARMUP = {"digits": 2, "resnet18_96": 1, "dino_digits": 2, "dino_digits_vit": 2,
+                  "mokd_digits": 2}
 DEFAULT_BACKENDS = {
     "dino_digits": ["tensorflow", "jax", "torch"],
+    "dino_digits_vit": ["tensorflow", "jax", "torch"],
+    "mokd_digits": ["tensorflow", "jax", "torch"],
     "digits": ["tensorflow", "jax", "torch", "torch-jit", "pytorch"],
     "resnet18_96": ["tensorflow", "jax", "torch", "pytorch"],
 }
@@ -133,15 +148,21 @@ def benchmark_config(name, resnet18_96_projector="8192-8192-8192", batch_size=No
     """The two benchmarked configs, as ml_collections ConfigDicts;
     `batch_size` replaces the config's own when given."""
     sys.path.insert(0, REPO_ROOT)
-    from mvmr_keras.configs import digits, dino_digits
+    from mvmr_keras.configs import digits, dino_digits, mokd_digits
 
     if name in DINO_CONFIG_NAMES:
-        config = dino_digits.get_config()
+        if name == "mokd_digits":
+            config = mokd_digits.get_config()
+            config.mokd.out_dim = 1024
+            config.mokd.second.drop_path_rate = 0.0
+        else:
+            config = dino_digits.get_config("vit" if name == "dino_digits_vit" else "resnet")
+            config.dino.out_dim = 1024
+            config.drop_path_rate = 0.0
         # DINO's multi-crop workload, which the rows have always timed; the
         # digits config itself trains without local crops at batch 32.
         config.num_local_crops, config.local_crop_size = 6, 16
         config.batch_size = 64
-        config.dino.out_dim = 1024
         if batch_size:
             config.batch_size = batch_size
         return config
@@ -226,6 +247,36 @@ def dino_step_function(config, jit_compile):
     return step, first_step_check, {"resolved_jit_compile": str(model.jit_compile)}
 
 
+def mokd_step_function(config, jit_compile):
+    """The library's MOKD step, and the check of its loss at step 1 against
+    `mokd_loss.model_loss` of both models' terms on the same outputs."""
+    import keras
+
+    from mvmr_keras import mokd_loss, training
+
+    model = training.build_model(config, steps_per_epoch=100)
+    model.compile(optimizer=training.build_optimizer(config, steps_per_epoch=100),
+                  jit_compile=jit_compile)
+    batch = random_multicrop_batch(config)
+    first_step = {}
+
+    def step():
+        logs = model.train_on_batch(batch, return_dict=True)
+        if not first_step:
+            first_step.update({k: float(v) for k, v in logs.items()})
+        return float(logs["loss"])
+
+    def first_step_check():
+        terms = model.loss_terms(model(batch, training=True))
+        reference = sum(float(keras.ops.convert_to_numpy(mokd_loss.model_loss(t, w)))
+                        for t, w in zip(terms, model.cross_weights))
+        step()
+        return compare_terms(first_step, {"loss": reference}, terms=("loss",)), \
+            first_step["loss"]
+
+    return step, first_step_check, {"resolved_jit_compile": str(model.jit_compile)}
+
+
 def keras_step_function(config, jit_compile):
     """The library's step on the current backend, and the check of its loss
     at step 1 against `mvmr_loss` on the same tensors (`first_step_check`)."""
@@ -233,6 +284,8 @@ def keras_step_function(config, jit_compile):
 
     if config.get("method") == "dino":
         return dino_step_function(config, jit_compile)
+    if config.get("method") == "mokd":
+        return mokd_step_function(config, jit_compile)
 
     model = training.build_model(config)
     model.compile(
@@ -802,6 +855,27 @@ def markdown_table(rows, reference):
     return "\n".join(lines)
 
 
+def mokd_against_dino_table(rows):
+    """Per backend: the MOKD step over the sum of the two DINO steps (its
+    ResNet alone, its ViT alone), from the rows' median step times; "" when
+    the three configs were not all measured."""
+    median = {(r["config"], r["implementation"]): statistics.median(r["step_seconds"])
+              for r in rows if r["step_seconds"]}
+    lines = []
+    for implementation in IMPLEMENTATIONS:
+        keys = [(c, implementation) for c in ("mokd_digits", "dino_digits", "dino_digits_vit")]
+        if all(k in median for k in keys):
+            mokd, resnet, vit = (median[k] for k in keys)
+            lines.append(f"| {IMPLEMENTATIONS[implementation][1]} | {1000 * mokd:.0f} "
+                         f"| {1000 * resnet:.0f} | {1000 * vit:.0f} "
+                         f"| {mokd / (resnet + vit):.2f}x |")
+    if not lines:
+        return ""
+    return "\n".join([
+        "| implementation | MOKD ms/step | DINO ResNet ms/step | DINO ViT ms/step "
+        "| MOKD / (ResNet + ViT) |", "| --- | ---: | ---: | ---: | ---: |", *lines])
+
+
 def run_driver(args):
     config_names = [c for c in args.configs.split(",") if c]
     for name in config_names:
@@ -836,12 +910,16 @@ def run_driver(args):
         loads = [x for row in config_rows[:1] for x in row["loads"]]
         config = benchmark_config(config_name, args.resnet18_96_projector, args.batch_size)
         if config_name in DINO_CONFIG_NAMES:
+            head = config.get("dino") or config.get("mokd")
+            what = ("MOKD, ResNet18 + ViT (T-Heads, CAFS, both EMA teachers)"
+                    if config_name == "mokd_digits" else
+                    f"DINO, {config.backbone} width {config.backbone_width} depths "
+                    f"{tuple(config.backbone_depths)}")
             notes.append(
-                f"{config_name}: DINO, ResNet18 width {config.backbone_width} depths "
-                f"{tuple(config.backbone_depths)}, 2 x {config.image_size} px + "
+                f"{config_name}: {what}, 2 x {config.image_size} px + "
                 f"{config.num_local_crops} x {config.local_crop_size} px crops, batch "
-                f"{config.batch_size}, head {config.dino.hidden_dim}-{config.dino.bottleneck_dim}"
-                f"-{config.dino.out_dim}, EMA teacher, ratios to keras-{reference}; "
+                f"{config.batch_size}, head {head.hidden_dim}-{head.bottleneck_dim}"
+                f"-{head.out_dim}, EMA teacher, ratios to keras-{reference}; "
                 f"{args.repeats} repetitions, {args.warmup or DEFAULT_WARMUP[config_name]} "
                 f"warm-up + {args.steps or DEFAULT_STEPS[config_name]} timed rounds; 1-min load "
                 f"average during the rounds: median {statistics.median(loads):.2f}, "
@@ -861,6 +939,10 @@ def run_driver(args):
         )
     for reference, reference_rows in references.items():
         print(markdown_table(reference_rows, reference))
+        print()
+    pair_table = mokd_against_dino_table(rows)
+    if pair_table:
+        print(pair_table)
         print()
     for note in notes:
         print(f"- {note}")

@@ -96,13 +96,31 @@ def test_summary_calls_a_win_only_outside_the_spread():
 @pytest.mark.parametrize("config_name", train_step.DINO_CONFIG_NAMES)
 def test_dino_keras_loss_at_step_1_equals_dino_loss(config_name):
     config = train_step.benchmark_config(config_name, batch_size=4)
-    config.backbone_width = 4
+    config.backbone_width = 12 if config_name == "dino_digits_vit" else 4
     config.num_local_crops = 2
-    config.dino.out_dim = 64
+    if config_name == "mokd_digits":
+        config.mokd.out_dim = 64
+        config.mokd.second.backbone_width = 12
+    else:
+        config.dino.out_dim = 64
     _, first_step_check, _ = train_step.keras_step_function(config, jit_compile="auto")
     difference, first_loss = first_step_check()
     assert difference <= train_step.LOSS_CHECK_TOLERANCE
-    assert 0.0 < first_loss < 20.0
+    # MOKD's is the sum of both models' four terms; its T-Heads' logits are
+    # not L2-normalised, so their first cross-entropies are large.
+    assert 0.0 < first_loss < (200.0 if config_name == "mokd_digits" else 20.0)
     # Their ratios divide by keras-jax: plain PyTorch has no DINO step.
     assert train_step.config_reference(config_name, "pytorch") == "jax"
     assert train_step.config_reference("digits", "pytorch") == "pytorch"
+
+
+def test_the_mokd_table_divides_by_the_sum_of_both_dino_steps():
+    def row(config, implementation, seconds):
+        return {"config": config, "implementation": implementation, "step_seconds": seconds}
+
+    rows = [row("mokd_digits", "jax", [0.5, 0.6, 0.7]), row("dino_digits", "jax", [0.2]),
+            row("dino_digits_vit", "jax", [0.1, 0.2, 0.3]), row("mokd_digits", "torch", [1.0])]
+    table = train_step.mokd_against_dino_table(rows).splitlines()
+    assert len(table) == 3  # torch lacks its DINO rows
+    assert table[2].split("|")[2:6] == [" 600 ", " 200 ", " 200 ", " 1.50x "]
+    assert train_step.mokd_against_dino_table(rows[:1]) == ""

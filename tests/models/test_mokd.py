@@ -80,6 +80,20 @@ def multicrop_batch(n=8, num_local=2, seed=0):
     }
 
 
+def forward(model, data):
+    """`model(data, training=True)`; compiled on JAX, whose op-by-op eager
+    run of the pair of models takes minutes on a loaded CPU."""
+    if BACKEND != "jax":
+        return model(data, training=True)
+    import jax
+
+    def call(trainable, non_trainable, inputs):
+        return model.stateless_call(trainable, non_trainable, inputs, training=True)[0]
+
+    return jax.jit(call)([v.value for v in model.trainable_variables],
+                         [v.value for v in model.non_trainable_variables], data)
+
+
 def _values(variables):
     return [np.array(to_numpy(v)) for v in variables]
 
@@ -119,7 +133,7 @@ def test_each_of_the_eight_loss_terms_equals_a_float64_restatement():
     for centre in model.mlp_centres + model.thead_centres:
         centre.assign(rng.normal(0, 0.1, (K,)).astype("float32"))
     model.step_counter.assign(2)  # epoch 1: self (4 epochs) and cross (2) warm-ups differ
-    y_pred = model(multicrop_batch(4, num_local=3), training=True)
+    y_pred = forward(model, multicrop_batch(4, num_local=3))
     found = model.loss_terms(y_pred)
     y = {k: [np.asarray(to_numpy(t), "float64") for t in v] for k, v in y_pred.items()}
     mlp = [np.asarray(to_numpy(c), "float64") for c in model.mlp_centres]
@@ -245,11 +259,11 @@ def test_the_cafs_query_is_prepended_after_the_positions_and_left_out_of_the_mea
 @pytest.mark.parametrize("num_local", [1, 3])
 def test_the_search_follows_the_local_crop_count(num_local):
     model = tiny_mokd()
-    y = model(multicrop_batch(4, num_local=num_local), training=True)
+    y = forward(model, multicrop_batch(4, num_local=num_local))
     for index in range(2):
         assert tuple(y["search"][index].shape) == (num_local, 4, K)
         assert tuple(y["student_mlp"][index].shape) == (2 + num_local, 4, K)
-    y = model(multicrop_batch(4, num_local=0), training=True)
+    y = forward(model, multicrop_batch(4, num_local=0))
     assert y["search"] == []
     assert float(to_numpy(model.loss_terms(y)[0]["cafs"])) == 0.0
 

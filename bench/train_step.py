@@ -214,45 +214,13 @@ def random_multicrop_batch(config, seed=0):
     }
 
 
-def dino_step_function(config, jit_compile):
-    """The library's DINO step, and the check of its loss at step 1 against
-    `dino_loss` on the same step's outputs (BatchNorm in training mode uses
-    batch statistics and a ResNet has no drop-path, so the forward is the
-    step's; the centre and the step counter move only in the step)."""
-    import keras
-
-    from mvmr_keras import dino_loss, training
-
-    model = training.build_model(config, steps_per_epoch=100)
-    model.compile(optimizer=training.build_optimizer(config, steps_per_epoch=100),
-                  jit_compile=jit_compile)
-    batch = random_multicrop_batch(config)
-    first_step = {}
-
-    def step():
-        logs = model.train_on_batch(batch, return_dict=True)
-        if not first_step:
-            first_step.update({k: float(v) for k, v in logs.items()})
-        return float(logs["loss"])
-
-    def first_step_check():
-        outputs = model(batch, training=True)
-        reference = dino_loss.dino_loss(
-            outputs["student"], outputs["teacher"], model.centre, model.student_temperature,
-            model.current_teacher_temperature())
-        step()
-        return compare_terms(first_step, {"loss": float(keras.ops.convert_to_numpy(reference))},
-                             terms=("loss",)), first_step["loss"]
-
-    return step, first_step_check, {"resolved_jit_compile": str(model.jit_compile)}
-
-
-def mokd_step_function(config, jit_compile):
-    """The library's MOKD step, and the check of its loss at step 1 against
-    `mokd_loss.model_loss` of both models' terms on the same outputs."""
-    import keras
-
-    from mvmr_keras import mokd_loss, training
+def multicrop_step_function(config, jit_compile, reference_loss):
+    """The library's step of a multi-crop method (DINO, MOKD), and the check
+    of its loss at step 1 against `reference_loss(model, outputs)` on the
+    same step's outputs (BatchNorm in training mode uses batch statistics and
+    these rows have no drop-path, so the forward is the step's; centres and
+    the step counter move only in the step)."""
+    from mvmr_keras import training
 
     model = training.build_model(config, steps_per_epoch=100)
     model.compile(optimizer=training.build_optimizer(config, steps_per_epoch=100),
@@ -267,14 +235,33 @@ def mokd_step_function(config, jit_compile):
         return float(logs["loss"])
 
     def first_step_check():
-        terms = model.loss_terms(model(batch, training=True))
-        reference = sum(float(keras.ops.convert_to_numpy(mokd_loss.model_loss(t, w)))
-                        for t, w in zip(terms, model.cross_weights))
+        reference = reference_loss(model, model(batch, training=True))
         step()
         return compare_terms(first_step, {"loss": reference}, terms=("loss",)), \
             first_step["loss"]
 
     return step, first_step_check, {"resolved_jit_compile": str(model.jit_compile)}
+
+
+def dino_reference_loss(model, outputs):
+    """`dino_loss` of a DINO step's outputs."""
+    import keras
+
+    from mvmr_keras import dino_loss
+
+    return float(keras.ops.convert_to_numpy(dino_loss.dino_loss(
+        outputs["student"], outputs["teacher"], model.centre, model.student_temperature,
+        model.current_teacher_temperature())))
+
+
+def mokd_reference_loss(model, outputs):
+    """Both models' `mokd_loss.model_loss` of a MOKD step's outputs."""
+    import keras
+
+    from mvmr_keras import mokd_loss
+
+    return sum(float(keras.ops.convert_to_numpy(mokd_loss.model_loss(terms, weight)))
+               for terms, weight in zip(model.loss_terms(outputs), model.cross_weights))
 
 
 def keras_step_function(config, jit_compile):
@@ -283,9 +270,9 @@ def keras_step_function(config, jit_compile):
     from mvmr_keras import training
 
     if config.get("method") == "dino":
-        return dino_step_function(config, jit_compile)
+        return multicrop_step_function(config, jit_compile, dino_reference_loss)
     if config.get("method") == "mokd":
-        return mokd_step_function(config, jit_compile)
+        return multicrop_step_function(config, jit_compile, mokd_reference_loss)
 
     model = training.build_model(config)
     model.compile(

@@ -57,6 +57,20 @@ def _scale_pair(c, field):
             f"{field} must be a pair (min, max) with 0 < min <= max <= 1; got {c[field]}")
 
 
+def validate_views(c):
+    """The multi-crop views' fields of a config dict (DINO's and MOKD's)."""
+    if c["local_crop_size"] < 1 or c["num_local_crops"] < 0:
+        raise ConfigError(
+            f"local_crop_size must be >= 1 and num_local_crops >= 0; got "
+            f"{c['local_crop_size']} and {c['num_local_crops']}")
+    _scale_pair(c, "global_crop_scale")
+    _scale_pair(c, "local_crop_scale")
+    try:
+        augmentation_rates(c.get("crop_augmentation"))
+    except ValueError as error:
+        raise ConfigError(f"crop_augmentation: {error}") from None
+
+
 def _to_dict(block):
     return block.to_dict() if hasattr(block, "to_dict") else block
 
@@ -83,16 +97,7 @@ class DINOMethod(Method):
         if c["optimizer"] not in OPTIMIZERS:
             raise ConfigError(
                 f"unknown optimizer {c['optimizer']!r} for dino; available: {list(OPTIMIZERS)}")
-        if c["local_crop_size"] < 1 or c["num_local_crops"] < 0:
-            raise ConfigError(
-                f"local_crop_size must be >= 1 and num_local_crops >= 0; got "
-                f"{c['local_crop_size']} and {c['num_local_crops']}")
-        _scale_pair(c, "global_crop_scale")
-        _scale_pair(c, "local_crop_scale")
-        try:
-            augmentation_rates(c.get("crop_augmentation"))
-        except ValueError as error:
-            raise ConfigError(f"crop_augmentation: {error}") from None
+        validate_views(c)
         if not 0 <= c["drop_path_rate"] < 1:
             raise ConfigError(f"drop_path_rate must be in [0, 1); got {c['drop_path_rate']}")
         if c["backbone"] in VIT_ARCHITECTURES:

@@ -41,9 +41,8 @@ import keras
 from ml_collections import config_dict
 
 from mvmr_keras import schedules
-from mvmr_keras.data.multicrop import augmentation_rates
 from mvmr_keras.methods.base import ConfigError, config_encoder
-from mvmr_keras.methods.dino import DINOMethod, _scale_pair
+from mvmr_keras.methods.dino import DINOMethod, validate_views
 from mvmr_keras.models import BACKBONES, VIT_ARCHITECTURES
 from mvmr_keras.models.dino_head import DINOHead
 from mvmr_keras.models.mokd import MOKD
@@ -118,16 +117,7 @@ class MOKDMethod(DINOMethod):
             raise ConfigError(
                 "gradient_accumulation_steps > 1 is not supported for mokd: its EMA teachers, "
                 "centres and weight-decay schedules move every batch; use a smaller batch_size")
-        if c["local_crop_size"] < 1 or c["num_local_crops"] < 0:
-            raise ConfigError(
-                f"local_crop_size must be >= 1 and num_local_crops >= 0; got "
-                f"{c['local_crop_size']} and {c['num_local_crops']}")
-        _scale_pair(c, "global_crop_scale")
-        _scale_pair(c, "local_crop_scale")
-        try:
-            augmentation_rates(c.get("crop_augmentation"))
-        except ValueError as error:
-            raise ConfigError(f"crop_augmentation: {error}") from None
+        validate_views(c)
         vit_widths = set()
         for index, which in enumerate(("first", "second")):
             mc = _plain(model_config(config, index))

@@ -5,8 +5,9 @@
 
 For every seed: `configs/mokd_digits.py` (the ResNet and the ViT together),
 and `configs/dino_digits.py` with each of the same two models alone
-(`resnet`, `vit`), all for `--epochs` epochs at the same batch: the same
-budget of epochs and images. Each run is `train.py` in a process of its
+(`resnet`, `vit`), all for `--epochs` epochs at the same batch and on
+MOKD's views (DINO alone gets its 2 local crops too): the same budget of
+epochs, images and crops. Each run is `train.py` in a process of its
 own, in `W/<run>_seed<N>` (an existing finished run is read, not rerun; an
 unfinished one resumes). Prints, per model, the teacher kNN top-1 (k = 20)
 and the linear probe top-1 of MOKD and of DINO alone (mean and standard
@@ -30,6 +31,9 @@ RUNS = {
     "dino_resnet": "configs/dino_digits.py:resnet",
     "dino_vit": "configs/dino_digits.py:vit",
 }
+# DINO alone sees MOKD's views: its local crops too (CAFS needs them; the
+# DINO digits config itself has none).
+SAME_VIEWS = ("num_local_crops", "local_crop_size", "local_crop_scale", "global_crop_scale")
 SCORES = ("knn_top1", "linear_probe_top1")
 
 
@@ -42,6 +46,9 @@ def run(name, seed, epochs, workdir):
         command = [sys.executable, os.path.join(REPO_ROOT, "train.py"),
                    f"--config={os.path.join(REPO_ROOT, RUNS[name])}", f"--workdir={path}",
                    f"--config.seed={seed}", f"--config.epochs={epochs}"]
+        if name != "mokd":
+            views = mokd_views()
+            command += [f"--config.{field}={views[field]}" for field in SAME_VIEWS]
         with open(path + ".log", "w") as log:
             done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
         if done.returncode:
@@ -49,6 +56,17 @@ def run(name, seed, epochs, workdir):
         print(f"  {name} seed {seed}: {time.time() - started:.0f} s", flush=True)
     with open(results) as f:
         return json.load(f)
+
+
+def mokd_views():
+    """The view fields of configs/mokd_digits.py, as flag values."""
+    sys.path.insert(0, REPO_ROOT)
+    from mvmr_keras.configs import mokd_digits
+
+    config = mokd_digits.get_config()
+    return {field: (str(tuple(config[field])).replace(" ", "")
+                    if isinstance(config[field], (tuple, list)) else config[field])
+            for field in SAME_VIEWS}
 
 
 def model_scores(name, results):

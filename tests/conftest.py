@@ -17,6 +17,31 @@ BACKEND = keras.backend.backend()
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Cases of a test marked `one_backend_per_case` are dealt out over the
+    three backends (case i runs on BACKENDS[i % 3]), so each case runs once
+    in the three-backend suite, on one backend. Only for checks of
+    backend-independent code (config validation messages, the workdir's
+    rename protocol) whose cases each cost a subprocess; the summary line
+    counts the others as deselected."""
+    kept, deselected, seen = [], [], {}
+    turn = BACKENDS.index(BACKEND) if BACKEND in BACKENDS else 0
+    for item in items:
+        if item.get_closest_marker("one_backend_per_case") is None:
+            kept.append(item)
+            continue
+        key = (item.path, item.originalname)
+        index = seen.get(key, 0)
+        seen[key] = index + 1
+        (kept if index % len(BACKENDS) == turn else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
 @pytest.fixture(autouse=True)
 def _float32_policy_and_seed():
     keras.config.set_dtype_policy("float32")

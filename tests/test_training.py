@@ -178,6 +178,7 @@ def test_train_py_smoke_command_of_the_issue(tmp_path):
     assert encoder.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0).shape[0] == 2
 
 
+@pytest.mark.one_backend_per_case  # config validation happens before any backend code
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -100,6 +100,7 @@ def test_a_nan_encoder_is_refused_by_export_and_evaluation(tmp_path):
 
 # 2. A kill inside an epoch's save leaves the previous or the new epoch whole.
 
+@pytest.mark.one_backend_per_case  # the workdir's rename protocol is the same on each
 @pytest.mark.parametrize("point", ["weights_saved", "renamed", "history_published"])
 def test_a_kill_inside_a_save_resumes_without_losing_or_repeating_an_epoch(
         tmp_path, monkeypatch, point):

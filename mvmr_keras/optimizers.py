@@ -198,7 +198,6 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
             raise ValueError("GroupedOptimizer needs at least one optimizer")
         self.optimizers = list(optimizers)
         self._groups = None
-        self._group_of = None
 
     def set_groups(self, groups):
         """`groups[i]` (variables) are stepped by `optimizers[i]`."""
@@ -218,15 +217,13 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
             raise ValueError(
                 "GroupedOptimizer.set_groups(...) must give the variable groups before it is "
                 "built (a MOKD model's compile does)")
-        group_of = dict(self._groups)
         members = [[] for _ in self.optimizers]
         for variable in variables:
-            if id(variable) not in group_of:
+            if id(variable) not in self._groups:
                 raise ValueError(f"variable {variable.path} is in no optimizer group")
-            members[group_of[id(variable)]].append(variable)
+            members[self._groups[id(variable)]].append(variable)
         for optimizer, group in zip(self.optimizers, members):
             optimizer.build(group)
-        self._group_of = [group_of[id(v)] for v in variables]
         super().build(variables)
 
     def apply(self, grads, trainable_variables=None):
@@ -237,10 +234,9 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
             if not self.built:
                 self.build(trainable_variables)
         grads = [None if g is None else ops.convert_to_tensor(g) for g in grads]
-        group_of = {id(v): g for v, g in zip(self._trainable_variables, self._group_of)}
         for index, optimizer in enumerate(self.optimizers):
             pairs = [(g, v) for g, v in zip(grads, trainable_variables)
-                     if group_of[id(v)] == index]
+                     if self._groups[id(v)] == index]
             if pairs:
                 optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
         self._iterations.assign_add(1)

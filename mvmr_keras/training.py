@@ -212,24 +212,36 @@ def _after_training_modes(config):
     return [m.strip() for m in (block.get("after_training") or "").split(",") if m.strip()]
 
 
-def evaluation_callbacks(config, probe_train, test, probe_checkpoint=None):
+def evaluation_callbacks(config, probe_train, test, probe_checkpoint=None, encoders=None):
     """The online probe and kNN monitor the config's `evaluation` block asks
-    for, on `(images, labels)` of the probe-train and test splits. They go
-    before the callbacks that read their logs. The probe is saved to (and
-    resumed from) `probe_checkpoint` when given (the trainer instead saves
-    it inside each epoch's checkpoint, `workdir.ProbePart`)."""
+    for, on `(images, labels)` of the probe-train and test splits, one of
+    each per monitored encoder. They go before the callbacks that read their
+    logs. The probe is saved to (and resumed from) `probe_checkpoint` when
+    given (the trainer instead saves it inside each epoch's checkpoint,
+    `workdir.ProbePart`).
+
+    `encoders` is `{name: encoder}` (`Method.monitored_encoders`); the
+    encoder named "" (default: the model's own, `model.encoder`) logs
+    `probe_top1` and `knn_top1`, another named `vit` logs `probe_vit_top1`
+    and `knn_vit_top1`."""
     block = config.get("evaluation") or {}
     found = []
-    if block.get("online_probe"):
-        found.append(callbacks_lib.OnlineLinearProbe(
-            probe_train, test, learning_rate=block.online_probe_learning_rate,
-            batch_size=config.batch_size, seed=config.seed, checkpoint_path=probe_checkpoint,
-        ))
-    if block.get("knn_every_n_epochs"):
-        found.append(callbacks_lib.KNNMonitor(
-            probe_train, test, every_n_epochs=block.knn_every_n_epochs, k=block.knn_k,
-            temperature=block.knn_temperature,
-        ))
+    for name, encoder in (encoders or {"": None}).items():
+        suffix = f"_{name}" if name else ""
+        if block.get("online_probe"):
+            checkpoint = probe_checkpoint
+            if checkpoint and suffix:
+                checkpoint = checkpoint[: -len(".keras")] + f"{suffix}.keras"
+            found.append(callbacks_lib.OnlineLinearProbe(
+                probe_train, test, learning_rate=block.online_probe_learning_rate,
+                batch_size=config.batch_size, seed=config.seed, checkpoint_path=checkpoint,
+                encoder=encoder, prefix=f"probe{suffix}",
+            ))
+        if block.get("knn_every_n_epochs"):
+            found.append(callbacks_lib.KNNMonitor(
+                probe_train, test, every_n_epochs=block.knn_every_n_epochs, k=block.knn_k,
+                temperature=block.knn_temperature, encoder=encoder, prefix=f"knn{suffix}",
+            ))
     return found
 
 
@@ -435,7 +447,8 @@ def _train(config, workdir, verbose, log, callbacks):
         with placement.paused():
             method.before_training(model, test[0])
         encoder = method.encoder(model)
-        probe_callbacks = evaluation_callbacks(config, probe_train, test)
+        probe_callbacks = evaluation_callbacks(config, probe_train, test,
+                                               encoders=method.monitored_encoders(model))
         checkpoint = workdir_lib.EpochCheckpoint(
             workdir, log=log, write=chief,
             parts=[workdir_lib.ProbePart(c) for c in probe_callbacks

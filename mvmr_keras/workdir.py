@@ -257,12 +257,12 @@ class CheckpointPart:
 
 
 class ProbePart(CheckpointPart):
-    """The online probe (`callbacks.OnlineLinearProbe`) as `online_probe.keras`."""
-
-    name = "online_probe.keras"
+    """The online probe (`callbacks.OnlineLinearProbe`) as `online_probe.keras`
+    (`online_probe_vit.keras` for one whose prefix is `probe_vit`)."""
 
     def __init__(self, probe_callback):
         self.callback = probe_callback
+        self.name = f"online_{getattr(probe_callback, 'prefix', 'probe')}.keras"
 
     def save(self, directory):
         if self.callback.probe is not None:

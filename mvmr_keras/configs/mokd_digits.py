@@ -58,6 +58,7 @@ def get_config():
     m.thead_heads = 3
     m.thead_dim = 96  # used only when neither model is a ViT
     m.cross_warmup_fraction = 0.3
+    m.monitor = ("resnet", "vit")  # the online probe and kNN follow both teachers
     m.first = first = config_dict.ConfigDict()
     first.name = "resnet"
     first.cross_weight = 1.0

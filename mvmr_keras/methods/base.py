@@ -83,6 +83,12 @@ class Method:
         results.json, beside their own random init); MOKD's second model."""
         return {}
 
+    def monitored_encoders(self, model):
+        """`{name: encoder}` the online probe and kNN monitor follow during
+        `fit`: "" is `encoder(model)` (logs `probe_top1`, `knn_top1`), any
+        other name logs `probe_<name>_top1`, `knn_<name>_top1`."""
+        return {"": None}
+
     def term_names(self, model):
         """The logged loss terms (besides `loss`) that must stay finite."""
         return list(model.term_names)

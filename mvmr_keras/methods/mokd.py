@@ -13,6 +13,10 @@ first model (the evaluated one, whose teacher is `encoder.keras`), plus a
   when neither model is a ViT; else the ViT's width);
 - `cross_warmup_fraction`: the teacher-temperature warm-up of every cross
   loss, as a fraction of the run (reference 30 of 100 epochs);
+- `monitor` (optional, default both): the names of the models the online
+  probe and kNN monitor follow during training; the first logs
+  `probe_top1` and `knn_top1`, the second `probe_<name>_top1` and
+  `knn_<name>_top1` (`online_probe_<name>.keras` in each checkpoint);
 - `first` and `second`: each model's `name`, `cross_weight` (lambda),
   `self_warmup_fraction` (its own losses' warm-up; CNN 0.5, ViT 0.3),
   `norm_last_layer` (its DINO head's frozen gain), `clip_grad`,
@@ -154,6 +158,11 @@ class MOKDMethod(DINOMethod):
             raise ConfigError(
                 f"two ViTs of different widths {sorted(vit_widths)}: each one's CLS query "
                 "must fit the other's T-Head")
+        unknown = set(m.get("monitor") or ()) - {m["first"]["name"], m["second"]["name"]}
+        if unknown or isinstance(m.get("monitor"), str):
+            raise ConfigError(
+                f"mokd.monitor must be a list of the models' names "
+                f"({m['first']['name']!r}, {m['second']['name']!r}); got {m.get('monitor')!r}")
         if not 0 <= m["cross_warmup_fraction"] <= 1:
             raise ConfigError("mokd.cross_warmup_fraction must be in [0, 1]")
         for field in ("out_dim", "hidden_dim", "bottleneck_dim", "thead_blocks", "thead_heads",
@@ -281,6 +290,14 @@ class MOKDMethod(DINOMethod):
 
     def extra_encoders(self, model):
         return {name: encoder for name, encoder in list(model.encoders().items())[1:]}
+
+    def monitored_encoders(self, model):
+        """`mokd.monitor` (default both models): the first model's encoder as
+        "" (`probe_top1`, `knn_top1`), the second's under its name."""
+        names = self.names()
+        wanted = self.config.mokd.get("monitor") or names
+        teachers = model.encoders()
+        return {("" if name == names[0] else name): teachers[name] for name in wanted}
 
     def saved_models(self, model):
         saved = {"model.keras": model, "encoder.keras": model.encoder}

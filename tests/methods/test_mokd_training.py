@@ -36,8 +36,8 @@ def tiny_mokd_config(**overrides):
     config.batch_size = 16
     config.warmup_epochs = 0
     config.mokd.second.warmup_epochs = 0
-    # The online probe and kNN monitor follow model.encoder as in every
-    # method (tests/callbacks); off here, where time goes to two models.
+    # The online probe and kNN monitor (tests/callbacks) are off here, where
+    # time goes to two models, but for the test of mokd.monitor.
     config.evaluation.online_probe = False
     config.evaluation.knn_every_n_epochs = 0
     config.evaluation.epochs = 1
@@ -59,7 +59,11 @@ for name in ("encoder", "encoder_vit"):
 
 def test_train_saves_and_scores_both_teachers(tmp_path):
     workdir = str(tmp_path / "run")
-    results = training.train(tiny_mokd_config(), workdir, verbose=0, log=_quiet)
+    # The online probe and kNN monitor follow both teachers (mokd.monitor's default).
+    config = tiny_mokd_config()
+    config.evaluation.online_probe = True
+    config.evaluation.knn_every_n_epochs = 1
+    results = training.train(config, workdir, verbose=0, log=_quiet)
     for name in ("config.json", "history.json", "results.json", "model.keras", "encoder.keras",
                  "encoder_vit.keras", "curves.png"):
         assert os.path.exists(os.path.join(workdir, name)), name
@@ -77,6 +81,13 @@ def test_train_saves_and_scores_both_teachers(tmp_path):
     run = json.load(open(os.path.join(workdir, "run.json")))
     assert set(run) >= {"random_init", "random_init_vit", "pixels"}
     assert results["vit"] == saved["vit"]
+    # Each monitor scored its own teacher: at the last epoch, the same kNN as results.json's.
+    assert history["knn_top1"][-1] == pytest.approx(saved["knn_top1"], abs=0.01)
+    assert history["knn_vit_top1"][-1] == pytest.approx(saved["vit"]["knn_top1"], abs=0.01)
+    for key in ("probe_top1", "probe_vit_top1"):
+        assert 0 <= history[key][-1] <= 1
+    checkpoint = os.path.join(workdir, "checkpoints", "epoch-00001")
+    assert {"online_probe.keras", "online_probe_vit.keras"} <= set(os.listdir(checkpoint))
     # evaluate.py scores the second teacher too, its results beside the first's.
     from mvmr_keras import evaluation
     found = evaluation.evaluate("knn", os.path.join(workdir, "encoder_vit.keras"),
@@ -145,6 +156,7 @@ def test_the_reference_optimisers_and_warmups():
         (lambda c: c.mokd.update(thead_heads=5), "not divisible by mokd.thead_heads 5"),
         (lambda c: c.update(gradient_accumulation_steps=2), "not supported for mokd"),
         (lambda c: c.mokd.second.update(cross_weight=-1.0), "must be >= 0"),
+        (lambda c: c.mokd.update(monitor=("vit", "cnn")), "mokd.monitor must be a list"),
     ],
 )
 def test_bad_configs_are_one_clear_line(change, message):

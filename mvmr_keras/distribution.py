@@ -15,6 +15,11 @@ devices (0 = all of them) with the engine's own machinery:
   switched to `synchronized=True` during `fit` (`Placement`).
 - PyTorch: Keras has no torch distribution; `validate` refuses.
 
+DINO and MOKD on TensorFlow gather their head outputs the same way (their
+loss terms and centres are over the global batch; each replica then moves
+its copy of the EMA teachers and centres identically), and their
+optimisers sum the replicas' gradients before clipping (`all_reduce_sum`).
+
 Several hosts (JAX only): every process runs the same program after
 `initialize_processes` (the coordinator's address, the number of processes,
 this process's id; `keras.distribution.initialize`). `DataParallel` then
@@ -135,7 +140,7 @@ def is_chief():
     return process_index() == 0
 
 
-def validate(config, method_name="mvmr"):
+def validate(config):
     """Raises `DistributionError` with one line for a distribution that
     cannot run; returns the number of replicas (1 without distribution)."""
     get = config.get
@@ -168,8 +173,6 @@ def validate(config, method_name="mvmr"):
         raise DistributionError(
             "gradient_accumulation_steps > 1 with data_parallel does not run on TensorFlow "
             "(keras-team/keras#20582); use KERAS_BACKEND=jax or a larger batch_size")
-    if method_name != "mvmr":
-        raise DistributionError("data_parallel is supported for mvmr only for now")
     available = len(local_devices())
     if num_devices > available:
         raise DistributionError(
@@ -323,9 +326,10 @@ def replicas_in_sync():
     return context.num_replicas_in_sync if context is not None else 1
 
 
-def gather_replicas(values):
-    """A nest of `(B_local, ...)` tensors -> the `(B_global, ...)` tensors of
-    all replicas, in replica order (unchanged with one replica).
+def gather_replicas(values, axis=0):
+    """A nest of tensors whose `axis` is the replica's slice of the batch
+    (`(B_local, ...)` for axis 0) -> the same with the global batch, the
+    replicas' slices in replica order (unchanged with one replica).
 
     Its gradient (TensorFlow's own) sums the replicas' upstream gradients
     and hands each replica its slice, so a loss computed on the gathered
@@ -337,4 +341,29 @@ def gather_replicas(values):
     # One all_gather per tensor: the gradient of a nest of them packs the
     # upstream gradients into one tensor, which fails for mixed ranks.
     context = tf.distribute.get_replica_context()
-    return tf.nest.map_structure(lambda x: context.all_gather(x, axis=0), values)
+
+    def gather(x):
+        gathered = context.all_gather(x, axis=axis)
+        # all_gather drops the static shape; the loss code reads it.
+        shape = x.shape.as_list()
+        if shape[axis] is not None:
+            shape[axis] *= context.num_replicas_in_sync
+        gathered.set_shape(shape)
+        return gathered
+
+    return tf.nest.map_structure(gather, values)
+
+
+def all_reduce_sum(grads):
+    """The replicas' gradients summed (`None`s kept), on every replica; as is
+    with one replica. Distillation optimisers sum before they clip each
+    tensor and add coupled weight decay, which TensorFlow's own step would do
+    after (clipping each replica's part, and decaying once per replica)."""
+    if replicas_in_sync() == 1:
+        return grads
+    import tensorflow as tf
+
+    present = [g for g in grads if g is not None]
+    reduced = iter(tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, present) if present else [])
+    return [None if g is None else next(reduced) for g in grads]

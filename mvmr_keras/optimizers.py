@@ -19,7 +19,10 @@ compiled train step on every backend:
   free, AdamW's bias correction counts their steps from there, as
   PyTorch's per-parameter Adam state does.
 - per-tensor gradient clipping is Keras's own `clipnorm` (each gradient is
-  clipped by its own norm: `BaseOptimizer._clip_gradients`).
+  clipped by its own norm: `BaseOptimizer._clip_gradients`). Under a
+  TensorFlow strategy the replicas' gradients are summed first
+  (`distribution.all_reduce_sum`), so the global gradient is clipped and
+  decayed, as on one device and on JAX.
 - `decay_all=True` decays every tensor, biases and norms too (MOKD's CNN
   T-Head parameter group).
 
@@ -37,6 +40,7 @@ Example:
 import keras
 from keras import ops
 
+from mvmr_keras import distribution
 from mvmr_keras.schedules import CosineSchedule
 
 
@@ -74,12 +78,19 @@ class _DistillationMixin:
         variables = (self._trainable_variables if trainable_variables is None
                      else list(trainable_variables))
         grads = [None if g is None else ops.convert_to_tensor(g) for g in grads]
+        # TensorFlow replicas: the global gradient before it is clipped.
+        grads = distribution.all_reduce_sum(grads)
         if self.freeze_steps > 0:
             grads = [
                 g if g is None or not self.is_frozen_at_first(v) else g * self._unfrozen(g.dtype)
                 for g, v in zip(grads, variables)
             ]
         return super().apply(grads, trainable_variables)
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        # TensorFlow's step sums the replicas' gradients here, after clipping;
+        # `apply` has summed them already.
+        return grads_and_vars
 
     def _decay_factor(self, variable):
         """`wd` (times 0 for a variable still frozen) in the variable's dtype."""

@@ -190,7 +190,7 @@ def validate_config(config):
         )
     method.validate(config)
     try:
-        distribution_lib.validate(config, methods.name_of(config))
+        distribution_lib.validate(config)
     except distribution_lib.DistributionError as e:
         raise ConfigError(str(e)) from None
     teacher = c.get("teacher") or {}

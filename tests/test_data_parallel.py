@@ -19,7 +19,6 @@ import pytest
 
 from conftest import BACKEND, REPO_ROOT
 from mvmr_keras import distribution, training
-from mvmr_keras.configs import dino_digits
 from tiny_training_config import tiny_config
 
 STEP = os.path.join(REPO_ROOT, "tests", "data_parallel_step.py")
@@ -141,10 +140,6 @@ def test_config_errors_are_one_line(monkeypatch):
         assert "keras-team/keras#20582" in error(**accumulating)
     else:  # JAX: one SPMD step, accumulation included
         training.validate_config(tiny_config(**accumulating))
-    dino = dino_digits.get_config()
-    dino.distribution = "data_parallel"
-    with pytest.raises(training.ConfigError, match="supported for mvmr only for now"):
-        training.validate_config(dino)
 
 
 def test_shipped_default_is_one_device():

@@ -42,7 +42,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mvmr_keras import dino_loss, schedules
+from mvmr_keras import dino_loss, distribution, schedules
 
 GLOBAL_CROPS = "global_crops"
 LOCAL_CROPS = "local_crops"
@@ -223,6 +223,9 @@ class DINO(EMATeacherMixin, keras.Model):
                 "DINO trains on multi-crop batches {'global_crops': (B, 2, G, G, 3), "
                 "'local_crops': (B, N, L, L, 3)} (mvmr_keras.data.multicrop_views)"
             )
+        # TensorFlow replicas: the loss and the centre over the global batch,
+        # the same on every replica (`distribution.gather_replicas`).
+        y_pred = distribution.gather_replicas(y_pred, axis=1)
         temperature = self.current_teacher_temperature()
         loss = dino_loss.dino_loss(y_pred["student"], y_pred["teacher"], self.centre,
                                    self.student_temperature, temperature)
@@ -237,7 +240,7 @@ class DINO(EMATeacherMixin, keras.Model):
         if training:  # after the loss, as DINO
             self.centre.assign(dino_loss.updated_centre(
                 self.centre, y_pred["teacher"], self.center_momentum))
-        return loss
+        return loss / distribution.replicas_in_sync()
 
     # -- serialisation
 

@@ -50,7 +50,7 @@ import types
 import keras
 from keras import ops
 
-from mvmr_keras import dino_loss, mokd_loss
+from mvmr_keras import dino_loss, distribution, mokd_loss
 from mvmr_keras.models.dino import GLOBAL_CROPS, LOCAL_CROPS, EMATeacherMixin, _crop_major
 from mvmr_keras.models.vit import VisionTransformerBackbone
 from mvmr_keras.optimizers import GroupedOptimizer
@@ -346,6 +346,9 @@ class MOKD(EMATeacherMixin, keras.Model):
             raise ValueError(
                 "MOKD trains on multi-crop batches {'global_crops': (B, 2, G, G, 3), "
                 "'local_crops': (B, N, L, L, 3)} (mvmr_keras.data.multicrop_views)")
+        # TensorFlow replicas: the losses and centres over the global batch,
+        # the same on every replica (`distribution.gather_replicas`).
+        y_pred = distribution.gather_replicas(y_pred, axis=1)
         self_temperatures, _ = self.teacher_temperatures()
         total = 0.0
         logged = {}
@@ -365,7 +368,7 @@ class MOKD(EMATeacherMixin, keras.Model):
                                      (self.thead_centres, "teacher_thead")):
                     centres[index].assign(dino_loss.updated_centre(
                         centres[index], y_pred[key][index], self.center_momentum))
-        return total
+        return total / distribution.replicas_in_sync()
 
     # -- serialisation
 

@@ -1,0 +1,108 @@
+"""`distribution = "data_parallel"` for DINO and MOKD.
+
+One step of a tiny DINO and of a tiny MOKD on 2 virtual CPU devices equals
+the same step on 1 device: every logged loss term, and every variable after
+the step (students, EMA teachers, the centres, the step counters,
+BatchNorm's moving statistics), within 1e-5 relative. The centres moving as
+on one device shows they are means over the global batch, not over a
+replica's half; per-tensor clipping tight enough to act on every tensor,
+and SGD's coupled weight decay, show the gradient is clipped and decayed
+after the replicas' parts are summed. Each side runs in its own process
+(tests/multicrop_data_parallel_step.py). PyTorch refuses data_parallel
+(tests/test_data_parallel.py).
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import BACKEND, REPO_ROOT
+from mvmr_keras import training
+from mvmr_keras.configs import dino_digits, mokd_digits
+
+STEP = os.path.join(REPO_ROOT, "tests", "multicrop_data_parallel_step.py")
+RTOL = 1e-5
+
+needs_distribution = pytest.mark.skipif(
+    BACKEND == "torch", reason="Keras has no torch distribution: data_parallel is refused "
+    "there (test_torch_refuses_data_parallel)")
+
+
+def run_step(num_devices, tmp_path):
+    env = dict(
+        os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+        JAX_DISABLE_MOST_OPTIMIZATIONS="1",  # compiling dominates; both sides alike
+    )
+    out = tmp_path / f"step_{num_devices}.npz"
+    result = subprocess.run(
+        [sys.executable, STEP, str(num_devices), str(tmp_path / "batch.npz"), str(tmp_path),
+         str(out)], env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return dict(np.load(out))
+
+
+@pytest.fixture(scope="module")
+def steps(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("multicrop_data_parallel")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "batch.npz",
+             global_crops=rng.uniform(0, 255, (8, 2, 32, 32, 3)).astype("float32"),
+             local_crops=rng.uniform(0, 255, (8, 2, 16, 16, 3)).astype("float32"))
+    one = run_step(1, tmp_path)  # writes the initial weights the other loads
+    two = run_step(2, tmp_path)
+    return one, two
+
+
+def relative(a, b):
+    return float(np.linalg.norm(np.asarray(a, "float64") - b) / max(np.linalg.norm(b), 1e-30))
+
+
+@needs_distribution
+@pytest.mark.parametrize("method", ["dino", "mokd"])
+def test_two_devices_log_the_one_device_losses(steps, method):
+    one, two = steps
+    names = sorted(k for k in one if k.startswith(f"{method}_log_"))
+    expected = {"dino": "dino_log_teacher_entropy", "mokd": "mokd_log_vit_cafs"}[method]
+    assert expected in names and f"{method}_log_loss" in names
+    assert sorted(k for k in two if k.startswith(f"{method}_log_")) == names
+    for name in names:
+        assert relative(two[name], one[name]) < RTOL, (name, float(two[name]), float(one[name]))
+
+
+@needs_distribution
+@pytest.mark.parametrize("method", ["dino", "mokd"])
+def test_two_devices_take_the_one_device_step(steps, method):
+    one, two = steps
+    count = sum(k.startswith(f"{method}_weight_") for k in one)
+    assert count > 40
+    moved = 0
+    for i in range(count):
+        before = one[f"{method}_initial_{i}"]
+        after1, after2 = one[f"{method}_weight_{i}"], two[f"{method}_weight_{i}"]
+        np.testing.assert_array_equal(two[f"{method}_initial_{i}"], before)
+        update = after1 - before
+        moved += bool(np.any(update))
+        # float32 sums in another order: 1e-5 relative on the values, 1e-4
+        # on the updates (tests/test_data_parallel.py).
+        path = str(one[f"{method}_paths"][i])
+        if np.any(before):
+            assert relative(after2, after1) < RTOL, (path, relative(after2, after1))
+        # A gradient of float noise (a bias softmax or BatchNorm cancels)
+        # moves its variable by ~1e-10 either way: an absolute floor.
+        difference = np.linalg.norm(after2.astype("float64") - after1)
+        assert difference <= 10 * RTOL * np.linalg.norm(update) + 1e-7, (path, difference)
+    assert moved > 0.6 * count, (moved, count)
+
+
+def test_torch_refuses_data_parallel():
+    for config in (dino_digits.get_config(), mokd_digits.get_config()):
+        config.distribution = "data_parallel"
+        if BACKEND == "torch":
+            with pytest.raises(training.ConfigError, match="KERAS_BACKEND=jax"):
+                training.validate_config(config)
+        else:
+            training.validate_config(config)  # one local device: a replica of 1

@@ -19,15 +19,11 @@ import os
 import sys
 
 if __name__ == "__main__":
-    num_devices = int(sys.argv[1])
-    if os.environ.get("KERAS_BACKEND") == "tensorflow":
-        # Before anything initialises TensorFlow's devices.
-        import tensorflow as tf
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from virtual_devices import split_cpu
 
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices)
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    num_devices = int(sys.argv[1])
+    split_cpu(num_devices)  # before anything initialises the engine's devices
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -10,35 +10,21 @@ that a per-replica distance correlation gives another loss, so the
 comparison can fail. On PyTorch, data_parallel is refused.
 """
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-from conftest import BACKEND, REPO_ROOT
+from conftest import BACKEND
 from mvmr_keras import distribution, training
 from tiny_training_config import tiny_config
+from virtual_devices import run_script
 
-STEP = os.path.join(REPO_ROOT, "tests", "data_parallel_step.py")
 RTOL = 1e-5
 
 
 def run_step(num_devices, tmp_path):
-    env = dict(
-        os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
-        # Compiling dominates these one-step runs; both sides compile alike.
-        JAX_DISABLE_MOST_OPTIMIZATIONS="1",
-    )
     out = tmp_path / f"step_{num_devices}.npz"
-    result = subprocess.run(
-        [sys.executable, STEP, str(num_devices), str(tmp_path / "batch.npz"),
-         str(tmp_path / "initial.weights.h5"), str(out)],
-        env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    run_script("data_parallel_step.py", BACKEND, num_devices, tmp_path / "batch.npz",
+               tmp_path / "initial.weights.h5", out)
     return dict(np.load(out))
 
 

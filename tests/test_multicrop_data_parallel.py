@@ -12,18 +12,14 @@ after the replicas' parts are summed. Each side runs in its own process
 (tests/test_data_parallel.py).
 """
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-from conftest import BACKEND, REPO_ROOT
+from conftest import BACKEND
 from mvmr_keras import training
 from mvmr_keras.configs import dino_digits, mokd_digits
+from virtual_devices import run_script
 
-STEP = os.path.join(REPO_ROOT, "tests", "multicrop_data_parallel_step.py")
 RTOL = 1e-5
 
 needs_distribution = pytest.mark.skipif(
@@ -32,16 +28,9 @@ needs_distribution = pytest.mark.skipif(
 
 
 def run_step(num_devices, tmp_path):
-    env = dict(
-        os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
-        JAX_DISABLE_MOST_OPTIMIZATIONS="1",  # compiling dominates; both sides alike
-    )
     out = tmp_path / f"step_{num_devices}.npz"
-    result = subprocess.run(
-        [sys.executable, STEP, str(num_devices), str(tmp_path / "batch.npz"), str(tmp_path),
-         str(out)], env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
+    run_script("multicrop_data_parallel_step.py", BACKEND, num_devices, tmp_path / "batch.npz",
+               tmp_path, out)
     return dict(np.load(out))
 
 

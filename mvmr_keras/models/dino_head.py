@@ -22,6 +22,16 @@ import keras
 from keras import ops
 
 
+def weight_normalised_logits(x, direction, gain):
+    """`x @ W`, `W = gain * direction / ||direction||` per output column, in
+    float32 whatever the inputs' dtype (DINO's and the T-Head's last layer).
+    Read the variables un-autocast (`autocast=False`): under mixed_float16
+    this layer's backward overflows float16."""
+    direction = ops.cast(direction, "float32")
+    weight = direction / ops.norm(direction, axis=0, keepdims=True)
+    return ops.matmul(ops.cast(x, "float32"), weight) * ops.cast(gain, "float32")
+
+
 @keras.saving.register_keras_serializable(package="mvmr_keras")
 class DINOHead(keras.layers.Layer):
     """Features `(B, d)` -> logits `(B, out_dim)` (module docstring).
@@ -53,9 +63,13 @@ class DINOHead(keras.layers.Layer):
                     bias_initializer="zeros", dtype=self.dtype_policy)
         sizes = [self.hidden_dim] * (self.num_layers - 1) + [self.bottleneck_dim]
         hidden = len(sizes) - 1
+        # The bottleneck layer in float32 under mixed precision: the L2
+        # normalisation after it divides its gradient by its small output's
+        # norm, which overflowed float16 at all but tiny loss scales.
         self.mlp = [
             keras.layers.Dense(size, activation="gelu" if i < hidden and not self.use_bn else None,
-                               name=f"mlp_{i + 1}", **init)
+                               name=f"mlp_{i + 1}",
+                               **dict(init, dtype="float32") if i == hidden else init)
             for i, size in enumerate(sizes)
         ]
         # (DINO's BatchNorm1d: momentum 0.1, eps 1e-5.)
@@ -74,11 +88,11 @@ class DINOHead(keras.layers.Layer):
                 self.norms[i].build(shape)
         self.last_layer_direction = self.add_weight(
             shape=(self.bottleneck_dim, self.out_dim), name="last_layer_direction",
-            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02), autocast=False,
         )
         self.last_layer_gain = self.add_weight(
             shape=(1, self.out_dim), name="last_layer_gain", initializer="ones",
-            trainable=not self.norm_last_layer,
+            trainable=not self.norm_last_layer, autocast=False,
         )
         self.built = True
 
@@ -88,10 +102,12 @@ class DINOHead(keras.layers.Layer):
             x = layer(x)
             if i < len(self.norms):
                 x = keras.activations.gelu(self.norms[i](x, training=training), approximate=False)
+        # float32 from here under mixed precision: 1e-12 is 0 in float16,
+        # and the weight norm's backward overflows float16 at loss scales
+        # up to 2^10 (its columns' norms are ~0.06, divided by twice).
+        x = ops.cast(x, "float32")
         x = x / ops.maximum(ops.norm(x, axis=-1, keepdims=True), 1e-12)
-        direction = ops.cast(self.last_layer_direction, x.dtype)
-        weight = direction / ops.norm(direction, axis=0, keepdims=True)
-        return ops.matmul(x, weight) * ops.cast(self.last_layer_gain, x.dtype)
+        return weight_normalised_logits(x, self.last_layer_direction, self.last_layer_gain)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:-1] + (self.out_dim,)

@@ -148,6 +148,18 @@ class MOKD(EMATeacherMixin, keras.Model):
     def is_vit(self, index):
         return is_vit_encoder(self.students[index])
 
+    def _track_variables(self):
+        # PyTorch only (Keras's TorchLayer): makes every variable a torch
+        # parameter. Keras keys them by path, which the two students, two
+        # teachers and their heads share; and the layers, kept in lists, are
+        # not torch submodules. So most variables went untracked, torch's
+        # `zero_grad` (Keras's train step) skipped them, and their gradients
+        # added up over the steps.
+        import torch
+
+        self._torch_params = torch.nn.ParameterDict(
+            {str(index): variable.value for index, variable in enumerate(self.variables)})
+
     def build(self, input_shape=None):
         for index in range(2):
             for encoder in (self.students[index], self.teachers[index]):
@@ -202,7 +214,8 @@ class MOKD(EMATeacherMixin, keras.Model):
 
     def compile(self, optimizer="rmsprop", **kwargs):
         optimizer = keras.optimizers.get(optimizer)
-        if isinstance(optimizer, GroupedOptimizer):
+        grouped = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
+        if isinstance(grouped, GroupedOptimizer):
             if self.optimizer_groups is None:
                 raise ValueError("a GroupedOptimizer needs the model's optimizer_groups")
             groups = self.variable_groups()
@@ -210,8 +223,8 @@ class MOKD(EMATeacherMixin, keras.Model):
             if unknown:
                 raise ValueError(f"unknown variable groups {sorted(unknown)}; the model has "
                                  f"{sorted(groups)}")
-            optimizer.set_groups([[v for n in names for v in groups[n]]
-                                  for names in self.optimizer_groups])
+            grouped.set_groups([[v for n in names for v in groups[n]]
+                                for names in self.optimizer_groups])
         super().compile(optimizer=optimizer, **kwargs)
 
     def compile_from_config(self, config):

@@ -35,6 +35,7 @@ Example:
 import keras
 from keras import layers, ops
 
+from mvmr_keras.models.dino_head import weight_normalised_logits
 from mvmr_keras.models.vit import TransformerBlock, bicubic_resize_matrix
 
 _INIT_STD = 0.02
@@ -100,10 +101,11 @@ class TransformerHead(layers.Layer):
             block.build((None, None, self.dim))
         self.norm.build((None, None, self.dim))
         self.last_layer_direction = self.add_weight(
-            shape=(self.dim, self.out_dim), initializer=init, name="last_layer_direction")
+            shape=(self.dim, self.out_dim), initializer=init, name="last_layer_direction",
+            autocast=False)
         self.last_layer_gain = self.add_weight(
             shape=(1, self.out_dim), initializer="ones", name="last_layer_gain",
-            trainable=not self.norm_last_layer)
+            trainable=not self.norm_last_layer, autocast=False)
         self.built = True
 
     def grid_position_embedding(self, height, width):
@@ -140,9 +142,7 @@ class TransformerHead(layers.Layer):
         if query is not None:
             x = x[:, 1:]
         x = ops.mean(x, axis=1)
-        direction = ops.cast(self.last_layer_direction, x.dtype)
-        weight = direction / ops.norm(direction, axis=0, keepdims=True)
-        return ops.matmul(x, weight) * ops.cast(self.last_layer_gain, x.dtype)
+        return weight_normalised_logits(x, self.last_layer_direction, self.last_layer_gain)
 
     def call(self, grid, query=None, training=None):
         tokens, _ = self.embed(grid)

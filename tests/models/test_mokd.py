@@ -37,14 +37,14 @@ def _thead(name, input_dim, grid):
                            name=name)
 
 
-def tiny_mokd(**kwargs):
+def tiny_mokd(vit_drop_path_rate=0.1, **kwargs):
     """A ResNet (small stem: a 4 x 4 map of 32 px crops) and a ViT (patch 8:
     a 4 x 4 grid), K = 32."""
     kwargs.setdefault("steps_per_epoch", 2)
     kwargs.setdefault("total_steps", 100)
     kwargs.setdefault("teacher_temperature", 0.04)
     model = MOKD(
-        ["cnn", "vit"], [_cnn("cnn_student"), _vit("vit_student", 0.1)],
+        ["cnn", "vit"], [_cnn("cnn_student"), _vit("vit_student", vit_drop_path_rate)],
         [_cnn("encoder"), _vit("encoder_vit")],
         [DINOHead(K, 16, 8, name="cnn_head"),
          DINOHead(K, 16, 8, norm_last_layer=False, name="vit_head")],
@@ -280,6 +280,61 @@ class _KeepAtEpochEnd(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.kept.append(_values(self.variables))
+
+
+def test_each_step_uses_its_own_gradients_only():
+    """A step taken after another equals the same step taken by a fresh model
+    loaded with the state the first left. On PyTorch, Keras clears gradients
+    with torch's `zero_grad`, which missed most of MOKD's variables (its
+    layers sit in lists, and their paths repeat) until MOKD tracked them all:
+    their gradients added up over the steps."""
+    first, second = multicrop_batch(seed=1), multicrop_batch(seed=2)
+
+    def compiled(model):
+        model.compile(optimizer=GroupedOptimizer(
+            [keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1)]))
+        return model
+
+    going = compiled(tiny_mokd(vit_drop_path_rate=0.0))
+    going.train_on_batch(first)
+    state = [np.array(w) for w in going.get_weights()]
+    going.train_on_batch(second)
+    fresh = tiny_mokd(vit_drop_path_rate=0.0)
+    fresh.set_weights(state)
+    compiled(fresh).train_on_batch(second)
+    moved = 0
+    for a, b, before in zip(_values(going.trainable_variables),
+                            _values(fresh.trainable_variables),
+                            [state[i] for i, v in enumerate(going.weights) if v.trainable]):
+        moved += bool(np.any(a != before))
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert moved > 0.6 * len(going.trainable_variables)
+    if BACKEND == "torch":
+        assert len(list(going.parameters())) == len(going.variables)
+
+
+def test_mixed_precision_steps_both_models_and_lowers_their_losses():
+    # float16 on TensorFlow and PyTorch (with Keras's loss scaling); bfloat16
+    # on JAX, whose CPU dot has no float16 with float32 accumulation (XLA).
+    policy = "mixed_bfloat16" if BACKEND == "jax" else "mixed_float16"
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = tiny_mokd(vit_drop_path_rate=0.0, steps_per_epoch=2, total_steps=24)
+        model.compile(optimizer=grouped_optimizer())
+        assert model.students[0].compute_dtype == policy.split("_")[1]
+        # Keras wraps the optimiser in its LossScaleOptimizer for float16, whose
+        # scale starts at 2^15 and halves at each overflowing step: this tiny
+        # model's heads need ~2^4, so 11 steps are skipped.
+        history = model.fit(multicrop_batch(16), batch_size=8, epochs=12, verbose=0).history
+    finally:
+        keras.config.set_dtype_policy(previous)
+    grouped = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    # Steps were taken (float16: all but those the loss scale skips at first).
+    assert min(int(to_numpy(o.iterations)) for o in grouped.optimizers) >= 10
+    for name in ("cnn", "vit"):
+        losses = history[f"{name}_loss"]
+        assert np.all(np.isfinite(losses)) and losses[-1] < 0.85 * losses[0], (name, losses)
 
 
 def test_a_short_fit_steps_each_group_freezes_last_layers_lowers_both_losses_and_saves():

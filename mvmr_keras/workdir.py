@@ -262,7 +262,7 @@ class ProbePart(CheckpointPart):
 
     def __init__(self, probe_callback):
         self.callback = probe_callback
-        self.name = f"online_{getattr(probe_callback, 'prefix', 'probe')}.keras"
+        self.name = f"online_{probe_callback.prefix}.keras"
 
     def save(self, directory):
         if self.callback.probe is not None:

@@ -16,16 +16,9 @@ import pytest
 from conftest import BACKEND
 from mvmr_keras import distribution, training
 from tiny_training_config import tiny_config
-from virtual_devices import run_script
+from virtual_devices import steps_on_one_and_two_devices
 
 RTOL = 1e-5
-
-
-def run_step(num_devices, tmp_path):
-    out = tmp_path / f"step_{num_devices}.npz"
-    run_script("data_parallel_step.py", BACKEND, num_devices, tmp_path / "batch.npz",
-               tmp_path / "initial.weights.h5", out)
-    return dict(np.load(out))
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +29,8 @@ def steps(tmp_path_factory):
              original=rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32"),
              augmented=rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32"),
              teacher=rng.normal(size=(16, 8)).astype("float32"))
-    one = run_step(1, tmp_path)  # writes the initial weights the other loads
-    two = run_step(2, tmp_path)
-    return one, two
+    return steps_on_one_and_two_devices("data_parallel_step.py", BACKEND, tmp_path,
+                                        tmp_path / "initial.weights.h5")
 
 
 def relative(a, b):

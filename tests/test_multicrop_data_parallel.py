@@ -18,20 +18,13 @@ import pytest
 from conftest import BACKEND
 from mvmr_keras import training
 from mvmr_keras.configs import dino_digits, mokd_digits
-from virtual_devices import run_script
+from virtual_devices import steps_on_one_and_two_devices
 
 RTOL = 1e-5
 
 needs_distribution = pytest.mark.skipif(
     BACKEND == "torch", reason="Keras has no torch distribution: data_parallel is refused "
     "there (test_torch_refuses_data_parallel)")
-
-
-def run_step(num_devices, tmp_path):
-    out = tmp_path / f"step_{num_devices}.npz"
-    run_script("multicrop_data_parallel_step.py", BACKEND, num_devices, tmp_path / "batch.npz",
-               tmp_path, out)
-    return dict(np.load(out))
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +34,9 @@ def steps(tmp_path_factory):
     np.savez(tmp_path / "batch.npz",
              global_crops=rng.uniform(0, 255, (8, 2, 32, 32, 3)).astype("float32"),
              local_crops=rng.uniform(0, 255, (8, 2, 16, 16, 3)).astype("float32"))
-    one = run_step(1, tmp_path)  # writes the initial weights the other loads
-    two = run_step(2, tmp_path)
-    return one, two
+    # The 1-device run writes each model's initial weights into tmp_path.
+    return steps_on_one_and_two_devices("multicrop_data_parallel_step.py", BACKEND, tmp_path,
+                                        tmp_path)
 
 
 def relative(a, b):

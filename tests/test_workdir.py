@@ -222,6 +222,7 @@ def test_a_probe_saved_on_torch_trains_on_any_backend(tmp_path):
                    check=True, capture_output=True, env=dict(os.environ, KERAS_BACKEND="torch"))
 
     class Probe:  # stands for callbacks.OnlineLinearProbe
+        prefix = "probe"
         probe = None
 
     callback = Probe()

@@ -23,9 +23,9 @@ As `../shared/spec/MOKD.md` restates the released code's README command
   drop-path 0.1 on the student, clipping at 3 (the flag default is 0);
   lambda 0.1.
 
-ImageNet needs a manual download: see the README. Runs in float32: mixed
-precision does not work for MOKD yet (NaN losses on TensorFlow), where the
-released code trains in float16 with one loss scale per model.
+ImageNet needs a manual download: see the README. Mixed precision
+(mixed_float16) uses one loss scale for both models (the released code
+keeps one per model).
 """
 
 from mvmr_keras.configs import dino_imagenet, mokd_digits
@@ -42,8 +42,7 @@ def get_config():
                   "evaluation"):
         config[field] = reference[field]
     del config["crop_augmentation"]  # DINO's own
-    # mixed_float16 (dino_imagenet's), with one loss scale for both models
-    # (the reference keeps one per model).
+    # mixed_float16 (dino_imagenet's), with one loss scale for both models.
     m = config.mokd
     for field in ("out_dim", "hidden_dim", "bottleneck_dim", "use_bn_in_head",
                   "student_temperature", "teacher_temperature", "warmup_teacher_temperature",

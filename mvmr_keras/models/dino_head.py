@@ -25,8 +25,9 @@ from keras import ops
 def weight_normalised_logits(x, direction, gain):
     """`x @ W`, `W = gain * direction / ||direction||` per output column, in
     float32 whatever the inputs' dtype (DINO's and the T-Head's last layer).
-    Read the variables un-autocast (`autocast=False`): under mixed_float16
-    this layer's backward overflows float16."""
+    Read the variables un-autocast (`autocast=False`): in float16 the weight
+    norm's backward overflowed at loss scales up to 2^10 (its columns'
+    norms are ~0.06, divided by twice)."""
     direction = ops.cast(direction, "float32")
     weight = direction / ops.norm(direction, axis=0, keepdims=True)
     return ops.matmul(ops.cast(x, "float32"), weight) * ops.cast(gain, "float32")
@@ -63,9 +64,10 @@ class DINOHead(keras.layers.Layer):
                     bias_initializer="zeros", dtype=self.dtype_policy)
         sizes = [self.hidden_dim] * (self.num_layers - 1) + [self.bottleneck_dim]
         hidden = len(sizes) - 1
-        # The bottleneck layer in float32 under mixed precision: the L2
-        # normalisation after it divides its gradient by its small output's
-        # norm, which overflowed float16 at all but tiny loss scales.
+        # The bottleneck layer (and so the L2 normalisation after it) in
+        # float32 under mixed precision: the normalisation divides the
+        # gradient by its small output's norm, which overflowed float16 at
+        # all but tiny loss scales; and its 1e-12 floor is 0 in float16.
         self.mlp = [
             keras.layers.Dense(size, activation="gelu" if i < hidden and not self.use_bn else None,
                                name=f"mlp_{i + 1}",
@@ -102,10 +104,6 @@ class DINOHead(keras.layers.Layer):
             x = layer(x)
             if i < len(self.norms):
                 x = keras.activations.gelu(self.norms[i](x, training=training), approximate=False)
-        # float32 from here under mixed precision: 1e-12 is 0 in float16,
-        # and the weight norm's backward overflows float16 at loss scales
-        # up to 2^10 (its columns' norms are ~0.06, divided by twice).
-        x = ops.cast(x, "float32")
         x = x / ops.maximum(ops.norm(x, axis=-1, keepdims=True), 1e-12)
         return weight_normalised_logits(x, self.last_layer_direction, self.last_layer_gain)
 

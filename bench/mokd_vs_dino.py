@@ -1,13 +1,15 @@
-"""MOKD against each of its two models trained alone with DINO, on digits.
+"""MOKD against each of its two models trained alone with DINO.
 
-    python bench/mokd_vs_dino.py --workdir=W [--seeds=0,1,2] [--epochs=15]
-        [--runs=mokd,dino_resnet,dino_vit]
+    python bench/mokd_vs_dino.py --workdir=W [--dataset=digits] [--seeds=0,1,2]
+        [--epochs=15] [--runs=mokd,dino_resnet,dino_vit]
 
-For every seed: `configs/mokd_digits.py` (the ResNet and the ViT together),
-and `configs/dino_digits.py` with each of the same two models alone
-(`resnet`, `vit`), all for `--epochs` epochs at the same batch and on
+For every seed: `configs/mokd_<dataset>.py` (the ResNet and the ViT
+together), and `configs/dino_<dataset>.py` with each of the same two models
+alone (`resnet`, `vit`), all for `--epochs` epochs at the same batch and on
 MOKD's views (DINO alone gets its 2 local crops too): the same budget of
-epochs, images and crops. Each run is `train.py` in a process of its
+epochs, images and crops. `--dataset` is `digits` (the bundled default, 15
+epochs unless `--epochs` says otherwise) or `fashion_mnist` (the configs' CPU
+scale, 10 epochs). Each run is `train.py` in a process of its
 own, in `W/<run>_seed<N>` (an existing finished run is read, not rerun; an
 unfinished one resumes). Prints, per model, the teacher kNN top-1 (k = 20)
 and the linear probe top-1 of MOKD and of DINO alone (mean and standard
@@ -27,27 +29,29 @@ import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = {
-    "mokd": "configs/mokd_digits.py",
-    "dino_resnet": "configs/dino_digits.py:resnet",
-    "dino_vit": "configs/dino_digits.py:vit",
+    "mokd": "configs/mokd_{dataset}.py",
+    "dino_resnet": "configs/dino_{dataset}.py:resnet",
+    "dino_vit": "configs/dino_{dataset}.py:vit",
 }
+# The data sets with both configs, and the epochs each run takes by default.
+DATASETS = {"digits": 15, "fashion_mnist": 10}
 # DINO alone sees MOKD's views: its local crops too (CAFS needs them; the
 # DINO digits config itself has none).
 SAME_VIEWS = ("num_local_crops", "local_crop_size", "local_crop_scale", "global_crop_scale")
 SCORES = ("knn_top1", "linear_probe_top1")
 
 
-def run(name, seed, epochs, workdir):
+def run(name, seed, epochs, workdir, dataset="digits"):
     """Trains one run (or reads it when finished); its results.json."""
     path = os.path.join(workdir, f"{name}_seed{seed}")
     results = os.path.join(path, "results.json")
     if not os.path.exists(results):
         started = time.time()
         command = [sys.executable, os.path.join(REPO_ROOT, "train.py"),
-                   f"--config={os.path.join(REPO_ROOT, RUNS[name])}", f"--workdir={path}",
+                   f"--config={os.path.join(REPO_ROOT, RUNS[name].format(dataset=dataset))}", f"--workdir={path}",
                    f"--config.seed={seed}", f"--config.epochs={epochs}"]
         if name != "mokd":
-            views = mokd_views()
+            views = mokd_views(dataset)
             command += [f"--config.{field}={views[field]}" for field in SAME_VIEWS]
         with open(path + ".log", "w") as log:
             done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
@@ -58,12 +62,12 @@ def run(name, seed, epochs, workdir):
         return json.load(f)
 
 
-def mokd_views():
-    """The view fields of configs/mokd_digits.py, as flag values."""
+def mokd_views(dataset="digits"):
+    """The view fields of configs/mokd_<dataset>.py, as flag values."""
     sys.path.insert(0, REPO_ROOT)
-    from mvmr_keras.configs import mokd_digits
+    import importlib
 
-    config = mokd_digits.get_config()
+    config = importlib.import_module(f"mvmr_keras.configs.mokd_{dataset}").get_config()
     return {field: (str(tuple(config[field])).replace(" ", "")
                     if isinstance(config[field], (tuple, list)) else config[field])
             for field in SAME_VIEWS}
@@ -81,9 +85,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--dataset", default="digits", choices=sorted(DATASETS))
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of every run (default: 15 on digits, 10 on fashion_mnist)")
     parser.add_argument("--runs", default=",".join(RUNS))
     args = parser.parse_args(argv)
+    if args.epochs is None:
+        args.epochs = DATASETS[args.dataset]
+    if args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
     seeds = [int(s) for s in args.seeds.split(",")]
     names = [n for n in args.runs.split(",") if n]
     unknown = set(names) - set(RUNS)
@@ -95,18 +105,18 @@ def main(argv=None):
     for seed in seeds:
         for name in names:
             method = "mokd" if name == "mokd" else "dino"
-            for model, found in model_scores(name, run(name, seed, args.epochs,
-                                                       args.workdir)).items():
+            for model, found in model_scores(name, run(name, seed, args.epochs, args.workdir,
+                                                       args.dataset)).items():
                 for score in SCORES:
                     scores.setdefault(model, {}).setdefault(method, {}).setdefault(
                         score, []).append(found[score])
                     for prefix in ("random_init", "pixels"):
                         baselines.setdefault(model, {}).setdefault(
                             f"{prefix}_{score}", []).append(found[f"{prefix}_{score}"])
-    print(f"\nDigits, {args.epochs} epochs, seeds {seeds} (mean +- std over seeds)")
+    print(f"\n{args.dataset}, {args.epochs} epochs, seeds {seeds} (mean +- std over seeds)")
     print(f"{'model':8} {'score':18} {'MOKD':>15} {'DINO alone':>15} {'gain':>7} "
           f"{'> spread':>9} {'random init':>12} {'pixels':>7}")
-    summary = {"epochs": args.epochs, "seeds": seeds, "models": {}}
+    summary = {"dataset": args.dataset, "epochs": args.epochs, "seeds": seeds, "models": {}}
     for model in scores:
         for score in SCORES:
             row = scores[model]

@@ -83,3 +83,30 @@ def test_the_dino_configs_come_in_variants():
     assert (vit.weight_decay, vit.dino.final_weight_decay, vit.drop_path_rate) == (0.04, 0.4, 0.1)
     with pytest.raises(ValueError, match="unknown variant 'vgg'"):
         dino_digits.get_config("vgg")
+
+
+def test_dino_and_mokd_on_fashion_mnist_share_views_and_scales():
+    from mvmr_keras.configs import dino_fashion_mnist, mokd_fashion_mnist
+
+    views = ("image_size", "global_crop_scale", "num_local_crops", "local_crop_size",
+             "local_crop_scale", "batch_size", "epochs", "steps_per_epoch")
+    for scale in ("cpu", "gpu"):
+        mokd = mokd_fashion_mnist.get_config(scale)
+        training.validate_config(mokd)
+        for model in ("resnet", "vit"):
+            dino = dino_fashion_mnist.get_config(model if scale == "cpu" else f"{model}_gpu")
+            training.validate_config(dino)
+            assert dino.dataset == mokd.dataset == "fashion_mnist"
+            assert [dino[f] for f in views] == [mokd[f] for f in views]
+            assert dino.crop_augmentation.flip_rate == mokd.crop_augmentation.flip_rate == 0.5
+            # Each model alone is MOKD's model of that name.
+            width = mokd.backbone_width if model == "resnet" else mokd.mokd.second.backbone_width
+            assert dino.backbone_width == width
+    cpu, gpu = mokd_fashion_mnist.get_config(), mokd_fashion_mnist.get_config("gpu")
+    assert cpu.steps_per_epoch * cpu.batch_size * cpu.epochs < 60_000 and gpu.steps_per_epoch is None
+    assert cpu.evaluation.max_probe_images == 10_000 and gpu.evaluation.max_probe_images == 0
+    assert cpu.mokd.second.warmup_epochs == cpu.warmup_epochs
+    with pytest.raises(ValueError, match="unknown variant 'vit_tpu'"):
+        dino_fashion_mnist.get_config("vit_tpu")
+    with pytest.raises(ValueError, match="unknown scale 'tpu'"):
+        mokd_fashion_mnist.get_config("tpu")

@@ -47,8 +47,9 @@ def run(name, seed, epochs, workdir, dataset="digits"):
     results = os.path.join(path, "results.json")
     if not os.path.exists(results):
         started = time.time()
+        config = os.path.join(REPO_ROOT, RUNS[name].format(dataset=dataset))
         command = [sys.executable, os.path.join(REPO_ROOT, "train.py"),
-                   f"--config={os.path.join(REPO_ROOT, RUNS[name].format(dataset=dataset))}", f"--workdir={path}",
+                   f"--config={config}", f"--workdir={path}",
                    f"--config.seed={seed}", f"--config.epochs={epochs}"]
         if name != "mokd":
             views = mokd_views(dataset)

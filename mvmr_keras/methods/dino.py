@@ -71,6 +71,39 @@ def validate_views(c):
         raise ConfigError(f"crop_augmentation: {error}") from None
 
 
+def validate_backbone(c, where="the model"):
+    """One model's drop-path and patch fields against its backbone and the
+    crops (DINO's model, each of MOKD's)."""
+    if not 0 <= c["drop_path_rate"] < 1:
+        raise ConfigError(f"{where}: drop_path_rate must be in [0, 1); got {c['drop_path_rate']}")
+    if c["backbone"] in VIT_ARCHITECTURES:
+        patch = c.get("patch_size") or VIT_ARCHITECTURES[c["backbone"]][3]
+        for field in ("image_size", "local_crop_size"):
+            if c[field] % patch:
+                raise ConfigError(f"{field} {c[field]} is not a multiple of the ViT's patch "
+                                  f"size {patch} ({where})")
+    elif c["drop_path_rate"] or c.get("patch_size"):
+        raise ConfigError(f"drop_path_rate and patch_size are for ViT backbones; {where} "
+                          f"({c['backbone']}) has neither (set them to 0)")
+
+
+def validate_distillation(block, prefix):
+    """The head sizes, temperatures, momenta and epoch counts DINO and MOKD
+    share, in their `dino` or `mokd` block."""
+    for field in ("out_dim", "hidden_dim", "bottleneck_dim"):
+        if block[field] < 1:
+            raise ConfigError(f"{prefix}.{field} must be >= 1; got {block[field]}")
+    for field in ("student_temperature", "teacher_temperature", "warmup_teacher_temperature"):
+        if not block[field] > 0:
+            raise ConfigError(f"{prefix}.{field} must be > 0; got {block[field]}")
+    for field in ("center_momentum", "teacher_momentum", "sgd_momentum"):
+        if not 0 <= block[field] <= 1:
+            raise ConfigError(f"{prefix}.{field} must be in [0, 1]; got {block[field]}")
+    for field in ("warmup_teacher_temperature_epochs", "freeze_last_layer_epochs"):
+        if block.get(field, 0) < 0:
+            raise ConfigError(f"{prefix}.{field} must be >= 0; got {block[field]}")
+
+
 def _to_dict(block):
     return block.to_dict() if hasattr(block, "to_dict") else block
 
@@ -98,30 +131,8 @@ class DINOMethod(Method):
             raise ConfigError(
                 f"unknown optimizer {c['optimizer']!r} for dino; available: {list(OPTIMIZERS)}")
         validate_views(c)
-        if not 0 <= c["drop_path_rate"] < 1:
-            raise ConfigError(f"drop_path_rate must be in [0, 1); got {c['drop_path_rate']}")
-        if c["backbone"] in VIT_ARCHITECTURES:
-            patch = c.get("patch_size") or VIT_ARCHITECTURES[c["backbone"]][3]
-            for field in ("image_size", "local_crop_size"):
-                if c[field] % patch:
-                    raise ConfigError(
-                        f"{field} {c[field]} is not a multiple of the ViT's patch size {patch}")
-        elif c["drop_path_rate"] or c.get("patch_size"):
-            raise ConfigError(
-                f"drop_path_rate and patch_size are for ViT backbones; {c['backbone']} has "
-                "neither (set them to 0)")
-        for field in ("out_dim", "hidden_dim", "bottleneck_dim"):
-            if d[field] < 1:
-                raise ConfigError(f"dino.{field} must be >= 1; got {d[field]}")
-        for field in ("student_temperature", "teacher_temperature", "warmup_teacher_temperature"):
-            if not d[field] > 0:
-                raise ConfigError(f"dino.{field} must be > 0; got {d[field]}")
-        for field in ("center_momentum", "teacher_momentum", "sgd_momentum"):
-            if not 0 <= d[field] <= 1:
-                raise ConfigError(f"dino.{field} must be in [0, 1]; got {d[field]}")
-        for field in ("warmup_teacher_temperature_epochs", "freeze_last_layer_epochs"):
-            if d[field] < 0:
-                raise ConfigError(f"dino.{field} must be >= 0; got {d[field]}")
+        validate_backbone(c)
+        validate_distillation(d, "dino")
         if d["clip_grad"] < 0 or d["final_weight_decay"] < 0 or c["weight_decay"] < 0:
             raise ConfigError("dino.clip_grad, weight_decay and dino.final_weight_decay must be >= 0")
 

@@ -46,7 +46,8 @@ from ml_collections import config_dict
 
 from mvmr_keras import schedules
 from mvmr_keras.methods.base import ConfigError, config_encoder
-from mvmr_keras.methods.dino import DINOMethod, validate_views
+from mvmr_keras.methods.dino import (DINOMethod, validate_backbone, validate_distillation,
+                                     validate_views)
 from mvmr_keras.models import BACKBONES, VIT_ARCHITECTURES
 from mvmr_keras.models.dino_head import DINOHead
 from mvmr_keras.models.mokd import MOKD
@@ -84,10 +85,6 @@ def model_config(config, index):
 
 def _warmup_epochs(fraction, epochs):
     return int(round(fraction * epochs))
-
-
-def _patch(c):
-    return c.get("patch_size") or VIT_ARCHITECTURES[c["backbone"]][3]
 
 
 class MOKDMethod(DINOMethod):
@@ -135,17 +132,9 @@ class MOKDMethod(DINOMethod):
             if mc["thead_schedule"] not in THEAD_SCHEDULES:
                 raise ConfigError(f"{where}: thead_schedule must be one of "
                                   f"{list(THEAD_SCHEDULES)}; got {mc['thead_schedule']!r}")
-            if not 0 <= mc["drop_path_rate"] < 1:
-                raise ConfigError(f"{where}: drop_path_rate must be in [0, 1)")
+            validate_backbone(mc, where)
             if mc["backbone"] in VIT_ARCHITECTURES:
-                for field in ("image_size", "local_crop_size"):
-                    if mc[field] % _patch(mc):
-                        raise ConfigError(f"{field} {mc[field]} is not a multiple of {where}'s "
-                                          f"ViT patch size {_patch(mc)}")
                 vit_widths.add(mc["backbone_width"])
-            elif mc["drop_path_rate"] or mc.get("patch_size"):
-                raise ConfigError(f"drop_path_rate and patch_size are for ViT backbones; "
-                                  f"{where} ({mc['backbone']}) has neither (set them to 0)")
             for field in ("self_warmup_fraction",):
                 if not 0 <= mc[field] <= 1:
                     raise ConfigError(f"mokd.{which}.{field} must be in [0, 1]")
@@ -165,22 +154,14 @@ class MOKDMethod(DINOMethod):
                 f"({m['first']['name']!r}, {m['second']['name']!r}); got {m.get('monitor')!r}")
         if not 0 <= m["cross_warmup_fraction"] <= 1:
             raise ConfigError("mokd.cross_warmup_fraction must be in [0, 1]")
-        for field in ("out_dim", "hidden_dim", "bottleneck_dim", "thead_blocks", "thead_heads",
-                      "thead_dim"):
+        validate_distillation(m, "mokd")
+        for field in ("thead_blocks", "thead_heads", "thead_dim"):
             if m[field] < 1:
                 raise ConfigError(f"mokd.{field} must be >= 1; got {m[field]}")
         width = next(iter(vit_widths)) if vit_widths else m["thead_dim"]
         if width % m["thead_heads"]:
             raise ConfigError(f"the T-Heads' width {width} is not divisible by "
                               f"mokd.thead_heads {m['thead_heads']}")
-        for field in ("student_temperature", "teacher_temperature", "warmup_teacher_temperature"):
-            if not m[field] > 0:
-                raise ConfigError(f"mokd.{field} must be > 0; got {m[field]}")
-        for field in ("center_momentum", "teacher_momentum", "sgd_momentum"):
-            if not 0 <= m[field] <= 1:
-                raise ConfigError(f"mokd.{field} must be in [0, 1]; got {m[field]}")
-        if m["freeze_last_layer_epochs"] < 0:
-            raise ConfigError("mokd.freeze_last_layer_epochs must be >= 0")
 
     # -- the model
 

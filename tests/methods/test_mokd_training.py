@@ -158,10 +158,12 @@ def test_the_reference_optimisers_and_warmups():
         (lambda c: c.mokd.second.update(cross_weight=-1.0), "must be >= 0"),
         (lambda c: c.mokd.update(monitor=("vit", "cnn")), "mokd.monitor must be a list"),
         # The checks shared with DINO (methods/dino.py).
-        (lambda c: c.mokd.update(teacher_momentum=1.5), "mokd.teacher_momentum must be in \\[0, 1\\]"),
+        (lambda c: c.mokd.update(teacher_momentum=1.5),
+         "mokd.teacher_momentum must be in \\[0, 1\\]"),
         (lambda c: c.mokd.update(out_dim=0), "mokd.out_dim must be >= 1"),
         (lambda c: c.update(drop_path_rate=0.1), "ViT backbones; the first model \\(resnet18\\)"),
-        (lambda c: c.mokd.second.update(drop_path_rate=1.0), "mokd.second: drop_path_rate must be in"),
+        (lambda c: c.mokd.second.update(drop_path_rate=1.0),
+         "mokd.second: drop_path_rate must be in"),
     ],
 )
 def test_bad_configs_are_one_clear_line(change, message):
